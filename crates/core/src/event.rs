@@ -1,0 +1,141 @@
+//! The normalized event every route and importer produces.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The Segment call type of an event. PostHog events are mapped onto these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// Something a user did (`event` names it).
+    Track,
+    /// Who a user is (`traits`).
+    Identify,
+    /// A user belongs to a group (workspace / organization), `groupId` names it.
+    Group,
+    /// A web page view.
+    Page,
+    /// A mobile screen view.
+    Screen,
+    /// Two ids are the same person (`previousId` → `userId`).
+    Alias,
+}
+
+impl EventKind {
+    /// The lowercase Segment name of the call type.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Track => "track",
+            EventKind::Identify => "identify",
+            EventKind::Group => "group",
+            EventKind::Page => "page",
+            EventKind::Screen => "screen",
+            EventKind::Alias => "alias",
+        }
+    }
+
+    /// Parses a Segment call type name (case-insensitive).
+    pub fn parse(s: &str) -> Option<EventKind> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "track" => EventKind::Track,
+            "identify" => EventKind::Identify,
+            "group" => EventKind::Group,
+            "page" => EventKind::Page,
+            "screen" => EventKind::Screen,
+            "alias" => EventKind::Alias,
+            _ => return None,
+        })
+    }
+}
+
+/// Which protocol or path an event came in by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IngestSource {
+    /// Segment / RudderStack HTTP Tracking API.
+    Segment,
+    /// PostHog capture API.
+    Posthog,
+    /// `upmarket import`.
+    Import,
+}
+
+impl IngestSource {
+    /// Lowercase name stored with each event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IngestSource::Segment => "segment",
+            IngestSource::Posthog => "posthog",
+            IngestSource::Import => "import",
+        }
+    }
+}
+
+/// One validated event, in Segment's vocabulary.
+///
+/// Invariants (established by the parsers): at least one of `user_id` / `anonymous_id` is set;
+/// `message_id` is never empty; a track event has `event`; a group event has `group_id`; an alias
+/// has `previous_id` and `user_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Call type.
+    pub kind: EventKind,
+    /// Track: the event name ("Report Created").
+    pub event: Option<String>,
+    /// Page / screen: the page name.
+    pub name: Option<String>,
+    /// The known user id.
+    pub user_id: Option<String>,
+    /// The anonymous (device / cookie) id.
+    pub anonymous_id: Option<String>,
+    /// Group / workspace id: the group call's `groupId`, or `context.groupId`, or a PostHog group.
+    pub group_id: Option<String>,
+    /// Alias: the id being merged into `user_id`.
+    pub previous_id: Option<String>,
+    /// Unique id; retries of one event carry the same one. Generated from content when absent.
+    pub message_id: String,
+    /// When the event happened, corrected for client clock skew (Segment's rule:
+    /// `receivedAt - (sentAt - originalTimestamp)`).
+    pub timestamp: DateTime<Utc>,
+    /// The timestamp as the client sent it.
+    pub original_timestamp: Option<DateTime<Utc>>,
+    /// When the client sent the batch.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// When upmarket (or the original collector, for imports) received it.
+    pub received_at: DateTime<Utc>,
+    /// Track / page / screen properties.
+    pub properties: Map<String, Value>,
+    /// Identify / group traits.
+    pub traits: Map<String, Value>,
+    /// Segment `context` (library, page, ip, traits...).
+    pub context: Map<String, Value>,
+    /// How it came in.
+    pub source: IngestSource,
+}
+
+impl Event {
+    /// The id that names the person behind the event before alias resolution:
+    /// `userId` when known, else `anonymousId`.
+    pub fn distinct_id(&self) -> &str {
+        self.user_id.as_deref().or(self.anonymous_id.as_deref()).unwrap_or_default()
+    }
+
+    /// The user's e-mail, from identify traits or `context.traits`.
+    pub fn email(&self) -> Option<&str> {
+        fn from(m: &Map<String, Value>) -> Option<&str> {
+            m.get("email").and_then(Value::as_str).map(str::trim)
+        }
+        let ctx_traits = self.context.get("traits").and_then(Value::as_object);
+        match self.kind {
+            EventKind::Identify => from(&self.traits).or_else(|| ctx_traits.and_then(from)),
+            _ => ctx_traits.and_then(from),
+        }
+        .filter(|e| !e.is_empty())
+    }
+
+    /// A 128-bit key derived from `message_id`, used as the store's deduplication key.
+    pub fn dedup_key(&self) -> i128 {
+        xxhash_rust::xxh3::xxh3_128(self.message_id.as_bytes()) as i128
+    }
+}
