@@ -149,6 +149,11 @@ pub fn corrected_timestamp(
     }
 }
 
+/// Parses a timestamp value as the parsers do (ISO-8601, or Unix milliseconds).
+pub fn parse_timestamp_value(v: &Value) -> Option<DateTime<Utc>> {
+    parse_timestamp(v)
+}
+
 /// A stable messageId for an event that came without one: retries of the same bytes get the
 /// same id, so they are stored once.
 pub fn content_message_id(raw: &[u8]) -> String {

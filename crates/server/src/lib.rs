@@ -1,0 +1,96 @@
+//! # upmarket-server
+//!
+//! The HTTP face of upmarket: the Segment / RudderStack Tracking API and PostHog capture
+//! routes, the single writer that makes every acknowledged event durable, and configuration.
+//!
+//! What it refuses to do: validate events itself (it calls `upmarket-core`), or touch the
+//! database directly (it goes through the `Store` trait of `upmarket-store`). The only place
+//! where a `Result` becomes an HTTP response is [`error`].
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod error;
+pub mod ingest;
+pub mod writer;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use upmarket_core::EventKind;
+
+pub use config::{Config, ConfigError, Overrides, RawConfig};
+use error::ApiError;
+pub use writer::{spawn_writer, WriteError, WriterHandle};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// The single writer.
+    pub writer: WriterHandle,
+}
+
+/// The whole HTTP application, ready to serve. Tests mount it in-process.
+pub fn create_app(state: AppState) -> Router {
+    let single = |kind: EventKind| {
+        post(move |State(s): State<AppState>, headers, body| ingest::segment::single(kind, s, headers, body))
+    };
+    let capture = post(ingest::posthog::capture);
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/track", single(EventKind::Track))
+        .route("/v1/identify", single(EventKind::Identify))
+        .route("/v1/group", single(EventKind::Group))
+        .route("/v1/page", single(EventKind::Page))
+        .route("/v1/screen", single(EventKind::Screen))
+        .route("/v1/alias", single(EventKind::Alias))
+        .route("/v1/batch", post(ingest::segment::batch))
+        .route("/batch", capture.clone())
+        .route("/batch/", capture.clone())
+        .route("/capture", capture.clone())
+        .route("/capture/", capture.clone())
+        .route("/e", capture.clone())
+        .route("/e/", capture.clone())
+        .route("/i/v0/e", capture.clone())
+        .route("/i/v0/e/", capture)
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// Runs the server until Ctrl-C or SIGTERM, then lets the writer commit what it has and stops.
+pub async fn serve(config: Config, store: Box<dyn upmarket_store::Store>) -> anyhow::Result<()> {
+    let (writer, writer_thread) = spawn_writer(store, config.queue_depth, config.max_commit_events);
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    let state = AppState { config: Arc::new(config), writer };
+    axum::serve(listener, create_app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    // The router (and with it every writer handle) is gone: the writer drains and stops.
+    tokio::task::spawn_blocking(move || writer_thread.join()).await?.map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+    tracing::info!("shutting down");
+}

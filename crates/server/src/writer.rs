@@ -1,0 +1,108 @@
+//! The single writer. One thread owns the store's writing handle; request handlers hand it
+//! batches through a bounded queue and wait for the commit. It drains whatever is queued into
+//! one transaction (group commit), so many small requests cost one fsync, and it answers each
+//! request only after that transaction committed: a 200 means durable.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+use upmarket_core::Event;
+use upmarket_store::{AppendStatus, Store};
+
+/// Why a write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The queue is full: the client should retry later (HTTP 429).
+    #[error("writer queue is full")]
+    Saturated,
+    /// The writer has stopped (shutdown).
+    #[error("writer has stopped")]
+    Stopped,
+    /// The store failed; nothing of the transaction was committed.
+    #[error("store failed: {0}")]
+    Store(String),
+}
+
+struct Request {
+    events: Vec<Event>,
+    reply: oneshot::Sender<Result<Vec<AppendStatus>, WriteError>>,
+}
+
+/// The handlers' side of the writer. Cheap to clone.
+#[derive(Clone)]
+pub struct WriterHandle {
+    queue: SyncSender<Request>,
+}
+
+/// Starts the writer thread. `queue_depth` requests may wait; beyond that, submissions get
+/// [`WriteError::Saturated`]. One commit holds at most `max_commit_events` events (a single
+/// larger request is still committed whole).
+pub fn spawn_writer(store: Box<dyn Store>, queue_depth: usize, max_commit_events: usize) -> (WriterHandle, JoinHandle<()>) {
+    let (tx, rx) = sync_channel(queue_depth);
+    let thread = std::thread::Builder::new()
+        .name("upmarket-writer".into())
+        .spawn(move || run(store, rx, max_commit_events))
+        .expect("spawning the writer thread");
+    (WriterHandle { queue: tx }, thread)
+}
+
+impl WriterHandle {
+    /// Queues `events` and waits until they are committed. Returns one status per event.
+    pub async fn write(&self, events: Vec<Event>) -> Result<Vec<AppendStatus>, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        match self.queue.try_send(Request { events, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(WriteError::Saturated),
+            Err(TrySendError::Disconnected(_)) => return Err(WriteError::Stopped),
+        }
+        answer.await.map_err(|_| WriteError::Stopped)?
+    }
+
+    /// Like [`WriterHandle::write`] but waits for room in the queue instead of failing; for
+    /// in-process importers, which would rather slow down than be refused.
+    pub fn write_blocking(&self, events: Vec<Event>) -> Result<Vec<AppendStatus>, WriteError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue.send(Request { events, reply }).map_err(|_| WriteError::Stopped)?;
+        answer.blocking_recv().map_err(|_| WriteError::Stopped)?
+    }
+}
+
+fn run(mut store: Box<dyn Store>, rx: Receiver<Request>, max_commit_events: usize) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        let mut total = group[0].events.len();
+        while total < max_commit_events {
+            match rx.try_recv() {
+                Ok(next) => {
+                    total += next.events.len();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let lens: Vec<usize> = group.iter().map(|r| r.events.len()).collect();
+        let all: Vec<Event> = group.iter_mut().flat_map(|r| std::mem::take(&mut r.events)).collect();
+        let started = std::time::Instant::now();
+        match store.append(&all) {
+            Ok(statuses) => {
+                tracing::debug!(events = all.len(), requests = group.len(), ms = started.elapsed().as_millis() as u64, "committed");
+                // The requests' events were concatenated in order; hand each its own slice.
+                let mut rest = statuses.as_slice();
+                for (r, n) in group.into_iter().zip(lens) {
+                    let (mine, tail) = rest.split_at(n.min(rest.len()));
+                    rest = tail;
+                    let _ = r.reply.send(Ok(mine.to_vec()));
+                }
+            }
+            Err(err) => {
+                tracing::error!(error = %err, events = all.len(), "commit failed");
+                for r in group {
+                    let _ = r.reply.send(Err(WriteError::Store(err.to_string())));
+                }
+            }
+        }
+    }
+    tracing::info!("writer stopped");
+}
+

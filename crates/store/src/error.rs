@@ -1,0 +1,29 @@
+//! Store errors.
+
+/// A failure of the storage layer. These are never the client's fault: the server maps them to
+/// 5xx (or 429 when the writer is saturated) and logs the detail.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Database(#[from] duckdb::Error),
+    /// The data directory could not be created or opened.
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The database was written by a newer upmarket.
+    #[error("database schema version {found} is newer than this upmarket understands ({supported}); upgrade upmarket")]
+    SchemaTooNew {
+        /// Version found in the database.
+        found: i64,
+        /// Newest version this build knows.
+        supported: i64,
+    },
+    /// Serializing an event's JSON failed (cannot happen for values that came from JSON).
+    #[error("cannot serialize event JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}

@@ -1,0 +1,138 @@
+//! The versioned schema. Migrations are applied in order, each in its own transaction, and
+//! recorded in `schema_migrations`; a database newer than this build is refused.
+//!
+//! All timestamps are UTC, stored as `TIMESTAMP` (microseconds).
+
+/// The migrations, in order. Never edit a released one: append a new one.
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "events and identity", V1)];
+
+const V1: &str = r#"
+CREATE SEQUENCE IF NOT EXISTS event_seq;
+
+-- Every event as it came, in Segment's vocabulary. msg_key is a 128-bit hash of messageId:
+-- the primary key that makes a retried event land once.
+CREATE TABLE events (
+    msg_key            HUGEINT PRIMARY KEY,
+    seq                BIGINT NOT NULL,
+    message_id         VARCHAR NOT NULL,
+    type               VARCHAR NOT NULL,
+    event              VARCHAR,
+    name               VARCHAR,
+    user_id            VARCHAR,
+    anonymous_id       VARCHAR,
+    group_id           VARCHAR,
+    previous_id        VARCHAR,
+    timestamp          TIMESTAMP NOT NULL,
+    original_timestamp TIMESTAMP,
+    sent_at            TIMESTAMP,
+    received_at        TIMESTAMP NOT NULL,
+    properties         JSON,
+    traits             JSON,
+    context            JSON,
+    source             VARCHAR NOT NULL
+);
+
+-- Known users: identify calls, and any event that carried an e-mail.
+CREATE TABLE users (
+    user_id      VARCHAR PRIMARY KEY,
+    email        VARCHAR,
+    email_domain VARCHAR,
+    traits       JSON,
+    first_seen   TIMESTAMP NOT NULL,
+    last_seen    TIMESTAMP NOT NULL
+);
+
+-- id → person: anonymousIds seen with a userId, and alias calls (previousId → userId).
+-- The first mapping of an id wins.
+CREATE TABLE aliases (
+    alias   VARCHAR PRIMARY KEY,
+    user_id VARCHAR NOT NULL,
+    since   TIMESTAMP NOT NULL
+);
+
+-- Who belongs to which workspace, from group calls and events that name a group.
+CREATE TABLE memberships (
+    user_id      VARCHAR NOT NULL,
+    workspace_id VARCHAR NOT NULL,
+    since        TIMESTAMP NOT NULL,
+    PRIMARY KEY (user_id, workspace_id)
+);
+
+-- Workspaces declared by group calls (traits, declared domain).
+CREATE TABLE workspaces (
+    workspace_id VARCHAR PRIMARY KEY,
+    name         VARCHAR,
+    domain       VARCHAR,
+    traits       JSON,
+    first_seen   TIMESTAMP NOT NULL
+);
+
+-- Domains that never form a company; rewritten from configuration at every start.
+CREATE TABLE free_mail_domains (domain VARCHAR PRIMARY KEY);
+
+-- id → canonical person.
+CREATE VIEW person_ids AS
+SELECT alias AS id, user_id AS person FROM aliases;
+
+-- A person's company: the domain of a work e-mail.
+CREATE VIEW person_companies AS
+SELECT coalesce(a.user_id, u.user_id) AS person,
+       first(u.email_domain ORDER BY u.last_seen DESC) AS company_id
+FROM users u
+LEFT JOIN aliases a ON a.alias = u.user_id
+WHERE u.email_domain IS NOT NULL
+  AND u.email_domain NOT IN (SELECT domain FROM free_mail_domains)
+GROUP BY ALL;
+
+-- Memberships keyed by canonical person.
+CREATE VIEW person_memberships AS
+SELECT coalesce(a.user_id, m.user_id) AS person, m.workspace_id, min(m.since) AS since
+FROM memberships m
+LEFT JOIN aliases a ON a.alias = m.user_id
+GROUP BY ALL;
+
+-- A workspace's company: the domain its group traits declare, else the work-email domain most
+-- of its members share. Several workspaces of one domain so roll up into one company.
+CREATE VIEW workspace_companies AS
+WITH declared AS (
+    SELECT workspace_id, domain FROM workspaces
+    WHERE domain IS NOT NULL AND domain NOT IN (SELECT domain FROM free_mail_domains)
+), voted AS (
+    SELECT workspace_id, first(company_id ORDER BY n DESC, company_id) AS company_id
+    FROM (
+        SELECT pm.workspace_id, pc.company_id, count(*) AS n
+        FROM person_memberships pm JOIN person_companies pc USING (person)
+        GROUP BY ALL
+    ) GROUP BY workspace_id
+), all_ws AS (
+    SELECT workspace_id FROM workspaces UNION SELECT workspace_id FROM memberships
+)
+SELECT w.workspace_id, coalesce(d.domain, v.company_id) AS company_id
+FROM all_ws w LEFT JOIN declared d USING (workspace_id) LEFT JOIN voted v USING (workspace_id);
+
+-- Every event with the person, workspace and company it counts for.
+--   person:    userId (or anonymousId), through the alias map;
+--   workspace: the event's own group, else the membership the person had declared at the
+--              event's time, else the first workspace the person ever joined (so history from
+--              before the group call joins too);
+--   company:   the workspace's company, else the person's work-email domain.
+CREATE VIEW event_attribution AS
+WITH ev AS (
+    SELECT e.*, coalesce(au.person, e.user_id, aa.person, e.anonymous_id) AS person
+    FROM events e
+    LEFT JOIN person_ids au ON au.id = e.user_id
+    LEFT JOIN person_ids aa ON aa.id = e.anonymous_id
+), first_membership AS (
+    SELECT person, first(workspace_id ORDER BY since, workspace_id) AS workspace_id
+    FROM person_memberships GROUP BY person
+), placed AS (
+    SELECT ev.*, coalesce(ev.group_id, pm.workspace_id, fm.workspace_id) AS workspace_id
+    FROM ev
+    ASOF LEFT JOIN person_memberships pm ON ev.person = pm.person AND ev.timestamp >= pm.since
+    LEFT JOIN first_membership fm ON fm.person = ev.person
+)
+SELECT p.*, coalesce(wc.company_id, pc.company_id) AS company_id
+FROM placed p
+LEFT JOIN workspace_companies wc ON wc.workspace_id = p.workspace_id
+LEFT JOIN person_companies pc ON pc.person = p.person;
+"#;

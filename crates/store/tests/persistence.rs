@@ -1,0 +1,50 @@
+//! Deduplication and durability.
+
+use serde_json::json;
+use upmarket_core::FreeMailDomains;
+use upmarket_store::{AppendStatus, DuckDbStore, Store, StoreReader};
+
+use crate::{ev, memory_store};
+
+fn t(msg: &str) -> upmarket_core::Event {
+    ev(json!({"type":"track","event":"x","userId":"u","messageId":msg,"timestamp":"2026-01-01T00:00:00Z"}))
+}
+
+#[test]
+fn a_retried_message_id_is_stored_once() {
+    let mut store = memory_store();
+    assert_eq!(store.append(&[t("a"), t("b")]).unwrap(), vec![AppendStatus::Stored, AppendStatus::Stored]);
+    assert_eq!(store.append(&[t("b"), t("c"), t("c")]).unwrap(), vec![AppendStatus::Duplicate, AppendStatus::Stored, AppendStatus::Duplicate]);
+    let r = store.reader().unwrap();
+    let counts = r.message_counts(&["a".into(), "b".into(), "c".into(), "zzz".into()]).unwrap();
+    assert_eq!((counts["a"], counts["b"], counts["c"], counts["zzz"]), (1, 1, 1, 0));
+    assert_eq!(r.stats().unwrap().events, 3);
+}
+
+#[test]
+fn events_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
+        store.append(&[t("a"), t("b")]).unwrap();
+    }
+    let mut store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
+    assert_eq!(store.append(&[t("a")]).unwrap(), vec![AppendStatus::Duplicate], "dedup survives a restart");
+    assert_eq!(store.reader().unwrap().stats().unwrap().events, 2);
+}
+
+#[test]
+fn json_columns_keep_what_was_sent() {
+    let mut store = memory_store();
+    store
+        .append(&[ev(json!({"type":"track","event":"Invite Sent","userId":"u","messageId":"m","timestamp":"2026-01-01T00:00:00Z",
+            "properties":{"count":3,"note":"it's \"quoted\""}}))])
+        .unwrap();
+    let conn = store.sql_connection().unwrap();
+    let (count, note): (i64, String) = conn
+        .query_row("SELECT properties->>'count', properties->>'note' FROM events WHERE message_id = 'm'", [], |r| {
+            Ok((r.get::<_, String>(0)?.parse().unwrap(), r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((count, note.as_str()), (3, "it's \"quoted\""));
+}

@@ -1,0 +1,251 @@
+//! `upmarket import`: NDJSON (Segment-shaped or PostHog-export-shaped, optionally gzipped),
+//! CSV and Parquet. Every row goes through the same validation as the HTTP API and the same
+//! messageId deduplication, so a re-run (or a run resumed after a crash) stores nothing twice.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use upmarket_core::segment::{event_from_object, BatchDefaults, ParseContext};
+use upmarket_core::{Event, EventError, IngestSource};
+use upmarket_server::Config;
+use upmarket_store::tabular::{for_each_row, TabularFormat};
+use upmarket_store::{AppendStatus, Store, StoreError};
+
+/// Arguments of `upmarket import`.
+#[derive(clap::Args)]
+pub struct ImportArgs {
+    /// Files to import.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// File format; `auto` decides by extension (.ndjson/.jsonl/.json[.gz], .csv, .parquet).
+    #[arg(long, value_enum, default_value = "auto")]
+    format: Format,
+    /// Events per transaction.
+    #[arg(long, default_value_t = 10_000)]
+    batch_size: usize,
+    /// Print the summary as JSON.
+    #[arg(long = "json")]
+    pub format_json: bool,
+}
+
+/// Input formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// By file extension.
+    Auto,
+    /// One JSON event per line.
+    Ndjson,
+    /// CSV with a header row.
+    Csv,
+    /// Parquet.
+    Parquet,
+}
+
+/// One rejected row.
+#[derive(Debug, Serialize)]
+pub struct RejectedRow {
+    file: String,
+    line: u64,
+    code: &'static str,
+    message: String,
+}
+
+/// What an import did.
+#[derive(Debug, Default, Serialize)]
+pub struct ImportSummary {
+    rows: u64,
+    stored: u64,
+    duplicates: u64,
+    rejected: u64,
+    rejected_by_reason: BTreeMap<&'static str, u64>,
+    /// The first rejected rows, with file and line.
+    examples: Vec<RejectedRow>,
+}
+
+const MAX_EXAMPLES: usize = 20;
+
+impl ImportSummary {
+    /// Prints the summary for a person, or as JSON.
+    pub fn print(&self, json: bool) {
+        if json {
+            println!("{}", serde_json::to_string_pretty(self).unwrap_or_default());
+            return;
+        }
+        println!("rows read   {:>12}", self.rows);
+        println!("stored      {:>12}", self.stored);
+        println!("duplicates  {:>12}   (already stored: safe to re-run)", self.duplicates);
+        println!("rejected    {:>12}", self.rejected);
+        for (code, n) in &self.rejected_by_reason {
+            println!("  {code:<26} {n:>8}");
+        }
+        for ex in &self.examples {
+            println!("  {}:{}: {}", ex.file, ex.line, ex.message);
+        }
+    }
+
+    fn reject(&mut self, file: &Path, line: u64, err: &EventError) {
+        self.rejected += 1;
+        *self.rejected_by_reason.entry(err.code()).or_default() += 1;
+        if self.examples.len() < MAX_EXAMPLES {
+            self.examples.push(RejectedRow { file: file.display().to_string(), line, code: err.code(), message: err.to_string() });
+        }
+    }
+}
+
+struct Importer<'a> {
+    store: &'a mut dyn Store,
+    ctx: ParseContext,
+    group_type: String,
+    batch: Vec<Event>,
+    batch_size: usize,
+    summary: ImportSummary,
+}
+
+impl Importer<'_> {
+    fn row(&mut self, file: &Path, line: u64, raw: &[u8], value: Result<Value, EventError>) -> Result<(), StoreError> {
+        let result = value.and_then(|v| {
+            if raw.len() > self.ctx.max_event_bytes {
+                return Err(EventError::TooLarge { size: raw.len(), limit: self.ctx.max_event_bytes });
+            }
+            match v {
+                Value::Object(obj) => self.event(obj, raw),
+                other => Err(EventError::NotAnObject(if other.is_array() { "an array" } else { "a scalar" })),
+            }
+        });
+        self.summary.rows += 1;
+        match result {
+            Ok(e) => {
+                self.batch.push(e);
+                if self.batch.len() >= self.batch_size {
+                    self.flush()?;
+                }
+            }
+            Err(err) => self.summary.reject(file, line, &err),
+        }
+        Ok(())
+    }
+
+    /// PostHog exports carry `distinct_id` and no Segment `type`.
+    fn event(&self, obj: Map<String, Value>, raw: &[u8]) -> Result<Event, EventError> {
+        if !obj.contains_key("type") && obj.contains_key("distinct_id") {
+            let mut ctx = self.ctx.clone();
+            ctx.source = IngestSource::Import;
+            upmarket_core::posthog::event_from_object(obj, raw, None, &self.group_type, &ctx)
+        } else {
+            event_from_object(obj, raw, None, &BatchDefaults::default(), &self.ctx)
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let statuses = self.store.append(&self.batch)?;
+        let stored = statuses.iter().filter(|s| **s == AppendStatus::Stored).count() as u64;
+        self.summary.stored += stored;
+        self.summary.duplicates += statuses.len() as u64 - stored;
+        self.batch.clear();
+        Ok(())
+    }
+}
+
+fn format_of(path: &Path, format: Format) -> Format {
+    if format != Format::Auto {
+        return format;
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    if name.ends_with(".csv") {
+        Format::Csv
+    } else if name.ends_with(".parquet") {
+        Format::Parquet
+    } else {
+        Format::Ndjson
+    }
+}
+
+/// Imports every file into `store`.
+pub fn run(store: &mut dyn Store, config: &Config, args: &ImportArgs) -> anyhow::Result<ImportSummary> {
+    let total_bytes: u64 = args.files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
+    let bar = ProgressBar::new(total_bytes);
+    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    let mut importer = Importer {
+        store,
+        ctx: ParseContext {
+            received_at: chrono::Utc::now(),
+            source: IngestSource::Import,
+            max_event_bytes: config.limits.max_event_bytes,
+            trust_received_at: true,
+        },
+        group_type: config.posthog_group_type.clone(),
+        batch: Vec::with_capacity(args.batch_size),
+        batch_size: args.batch_size.max(1),
+        summary: ImportSummary::default(),
+    };
+    for path in &args.files {
+        if !path.exists() {
+            anyhow::bail!("{}: no such file", path.display());
+        }
+        bar.set_message(path.display().to_string());
+        match format_of(path, args.format) {
+            Format::Csv | Format::Parquet => {
+                let fmt = if format_of(path, args.format) == Format::Csv { TabularFormat::Csv } else { TabularFormat::Parquet };
+                let mut line = 1; // the header
+                for_each_row(path, fmt, |obj| -> Result<(), StoreError> {
+                    line += 1;
+                    let raw = serde_json::to_vec(&obj)?;
+                    importer.row(path, line, &raw, Ok(Value::Object(obj)))
+                })
+                .with_context(|| format!("reading {}", path.display()))?;
+                bar.inc(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
+            }
+            Format::Ndjson | Format::Auto => import_ndjson(&mut importer, path, &bar)?,
+        }
+    }
+    importer.flush()?;
+    bar.finish_and_clear();
+    Ok(importer.summary)
+}
+
+fn import_ndjson(importer: &mut Importer<'_>, path: &Path, bar: &ProgressBar) -> anyhow::Result<()> {
+    let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut magic = [0u8; 2];
+    let gz = file.read(&mut magic).map(|n| n == 2 && magic == [0x1f, 0x8b]).unwrap_or(false);
+    let file = File::open(path)?;
+    let counted = bar.wrap_read(file);
+    let reader: Box<dyn BufRead> = if gz {
+        Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(counted)))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 20, counted))
+    };
+    let mut reader = reader;
+    let mut buf = Vec::with_capacity(4096);
+    let mut line = 0u64;
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf).with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        line += 1;
+        let text = trim_ascii(&buf);
+        if text.is_empty() {
+            continue;
+        }
+        let value = serde_json::from_slice::<Value>(text).map_err(|e| EventError::InvalidJson(e.to_string()));
+        importer.row(path, line, text, value)?;
+    }
+    Ok(())
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &b[start..end.max(start)]
+}

@@ -1,0 +1,113 @@
+//! The `upmarket` command: glue between the CLI and the library crates.
+
+mod import;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use upmarket_server::{Config, Overrides, RawConfig};
+use upmarket_store::{DuckDbStore, Store};
+
+#[derive(Parser)]
+#[command(name = "upmarket", version, about = "Turn self-serve product usage into sales pipeline")]
+struct Cli {
+    /// Config file (TOML). Default: ./upmarket.toml when it exists.
+    #[arg(long, global = true, env = "UPMARKET_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides the config file and UPMARKET_DATA_DIR).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server: Segment / RudderStack / PostHog ingestion.
+    Serve {
+        /// Address to listen on (overrides config and UPMARKET_LISTEN).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Import events from NDJSON (Segment or PostHog export), CSV or Parquet files.
+    Import(import::ImportArgs),
+    /// Validate the configuration and print what it resolves to.
+    CheckConfig,
+    /// Print what the store holds.
+    Stats,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("UPMARKET_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(err) = run(Cli::parse()) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn load_config(cli: &Cli, listen: Option<String>) -> anyhow::Result<Config> {
+    let path = cli.config.clone().or_else(|| {
+        let default = PathBuf::from("upmarket.toml");
+        default.exists().then_some(default)
+    });
+    let env: HashMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("UPMARKET_")).collect();
+    let overrides = Overrides { data_dir: cli.data_dir.clone(), listen };
+    Ok(RawConfig::load(path.as_deref())?.build(&env, &overrides)?)
+}
+
+/// Opens the store, explaining the usual reason it cannot be opened.
+pub fn open_store(config: &Config) -> anyhow::Result<DuckDbStore> {
+    DuckDbStore::open(&config.data_dir, &config.free_mail).map_err(|e| {
+        let text = e.to_string();
+        if text.contains("lock") {
+            anyhow::anyhow!("the database in {} is in use by another upmarket process (is `upmarket serve` running?): {text}", config.data_dir.display())
+        } else {
+            anyhow::anyhow!("cannot open the store in {}: {text}", config.data_dir.display())
+        }
+    })
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Serve { listen } => {
+            let config = load_config(&cli, listen.clone())?;
+            if config.write_keys.is_empty() {
+                anyhow::bail!("no write key configured: set `ingest.write_keys` in the config file or UPMARKET_WRITE_KEYS");
+            }
+            let store = open_store(&config)?;
+            tracing::info!(data_dir = %config.data_dir.display(), "store open");
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+            runtime.block_on(upmarket_server::serve(config, Box::new(store)))
+        }
+        Command::Import(args) => {
+            let config = load_config(&cli, None)?;
+            let mut store = open_store(&config)?;
+            let summary = import::run(&mut store, &config, args)?;
+            summary.print(args.format_json);
+            Ok(())
+        }
+        Command::CheckConfig => {
+            let config = load_config(&cli, None)?;
+            println!("config ok");
+            println!("  data_dir          {}", config.data_dir.display());
+            println!("  listen            {}", config.listen);
+            println!("  write keys        {}", config.write_keys.len());
+            println!("  read tokens       {}", config.read_tokens.len());
+            println!("  limits            {} B/event, {} B/request, {} events/batch", config.limits.max_event_bytes, config.limits.max_request_bytes, config.limits.max_batch_events);
+            println!("  free-mail domains {}", config.free_mail.sorted().len());
+            Ok(())
+        }
+        Command::Stats => {
+            let config = load_config(&cli, None)?;
+            let store = open_store(&config)?;
+            let stats = store.reader()?.stats()?;
+            println!("{}", serde_json::to_string_pretty(&stats)?);
+            Ok(())
+        }
+    }
+}
