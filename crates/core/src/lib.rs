@@ -14,6 +14,7 @@ pub mod error;
 pub mod event;
 pub mod identity;
 pub mod limits;
+pub mod model;
 pub mod posthog;
 pub mod segment;
 mod time;

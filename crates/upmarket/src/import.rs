@@ -89,6 +89,11 @@ impl ImportSummary {
         }
     }
 
+    /// Events newly stored.
+    pub fn stored(&self) -> u64 {
+        self.stored
+    }
+
     fn reject(&mut self, file: &Path, line: u64, err: &EventError) {
         self.rejected += 1;
         *self.rejected_by_reason.entry(err.code()).or_default() += 1;
@@ -172,6 +177,16 @@ fn format_of(path: &Path, format: Format) -> Format {
 
 /// Imports every file into `store`.
 pub fn run(store: &mut dyn Store, config: &Config, args: &ImportArgs) -> anyhow::Result<ImportSummary> {
+    import_with_format(store, config, &args.files, args.format, args.batch_size)
+}
+
+/// Imports files of any supported format (decided by extension).
+pub fn import_files(store: &mut dyn Store, config: &Config, files: &[PathBuf], batch_size: usize) -> anyhow::Result<ImportSummary> {
+    import_with_format(store, config, files, Format::Auto, batch_size)
+}
+
+fn import_with_format(store: &mut dyn Store, config: &Config, files: &[PathBuf], format: Format, batch_size: usize) -> anyhow::Result<ImportSummary> {
+    let args = ImportArgs { files: files.to_vec(), format, batch_size, format_json: false };
     let total_bytes: u64 = args.files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
     let bar = ProgressBar::new(total_bytes);
     bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));

@@ -1,5 +1,6 @@
 //! The `upmarket` command: glue between the CLI and the library crates.
 
+mod demo;
 mod import;
 
 use std::collections::HashMap;
@@ -37,6 +38,10 @@ enum Command {
     CheckConfig,
     /// Print what the store holds.
     Stats,
+    /// Write a simulated company's data (events, CRM outcomes, leads, ground truth).
+    Simulate(demo::SimulateArgs),
+    /// Simulate a company, ingest it, and show what upmarket makes of it.
+    Demo(demo::DemoArgs),
 }
 
 fn main() {
@@ -101,6 +106,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("  limits            {} B/event, {} B/request, {} events/batch", config.limits.max_event_bytes, config.limits.max_request_bytes, config.limits.max_batch_events);
             println!("  free-mail domains {}", config.free_mail.sorted().len());
             Ok(())
+        }
+        Command::Simulate(args) => {
+            demo::run_simulate(args)?;
+            Ok(())
+        }
+        Command::Demo(args) => {
+            let mut config = load_config(&cli, None)?;
+            if config.write_keys.is_empty() {
+                config.write_keys.push("wk_demo_0000000001".into());
+            }
+            demo::run_demo(args, &config)
         }
         Command::Stats => {
             let config = load_config(&cli, None)?;

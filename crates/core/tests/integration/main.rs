@@ -1,0 +1,9 @@
+//! Model files and scoring arithmetic. One integration-test binary for the crate.
+
+mod model_files;
+mod scoring;
+
+/// The repository's `models/` folder.
+pub fn models_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
+}
