@@ -30,6 +30,9 @@ pub enum ConfigError {
         /// The TOML parser's message (it names the key and line).
         message: String,
     },
+    /// The model file is invalid (the error names file, field and expectation).
+    #[error("{0}")]
+    Model(upmarket_core::model::ModelError),
     /// A value is out of range or malformed.
     #[error("config `{key}`: {message}")]
     Invalid {
@@ -58,7 +61,23 @@ pub struct RawConfig {
     /// `[identity]`.
     #[serde(default)]
     pub identity: RawIdentity,
+    /// `[scoring]`.
+    #[serde(default)]
+    pub scoring: RawScoring,
 }
+
+/// `[scoring]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScoring {
+    /// The PQA model file; the built-in default model when unset.
+    pub model: Option<PathBuf>,
+    /// Seconds between incremental re-scores of accounts touched by new events.
+    pub rescore_interval_secs: Option<u64>,
+}
+
+/// The built-in default model (`models/default.toml`).
+pub const DEFAULT_MODEL: &str = include_str!("../../../models/default.toml");
 
 /// `[server]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -136,6 +155,12 @@ pub struct Config {
     pub posthog_group_type: String,
     /// Domains that never form a company.
     pub free_mail: FreeMailDomains,
+    /// The PQA model in force.
+    pub model: std::sync::Arc<upmarket_core::model::Model>,
+    /// Where the model came from (file path, or "built-in default").
+    pub model_origin: String,
+    /// Seconds between incremental re-scores.
+    pub rescore_interval_secs: u64,
 }
 
 impl RawConfig {
@@ -196,7 +221,18 @@ impl RawConfig {
             Some(list) => FreeMailDomains::new(list.iter().map(String::as_str), self.identity.extra_free_mail_domains.iter().flatten().map(String::as_str)),
             None => FreeMailDomains::new(DEFAULT_FREE_MAIL_DOMAINS.iter().copied(), self.identity.extra_free_mail_domains.iter().flatten().map(String::as_str)),
         };
+        let (model_text, model_origin) = match &self.scoring.model {
+            Some(path) => (
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?,
+                path.display().to_string(),
+            ),
+            None => (DEFAULT_MODEL.to_string(), "built-in default (models/default.toml)".to_string()),
+        };
+        let model = upmarket_core::model::Model::from_toml(&model_text, &model_origin).map_err(ConfigError::Model)?;
         Ok(Config {
+            model: std::sync::Arc::new(model),
+            model_origin,
+            rescore_interval_secs: positive("scoring.rescore_interval_secs", self.scoring.rescore_interval_secs.map(|v| v as usize), 2)? as u64,
             data_dir,
             listen,
             write_keys,

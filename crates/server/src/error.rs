@@ -48,6 +48,8 @@ pub enum ApiError {
     Internal,
     /// No such route.
     NotFound,
+    /// No scored account with this id.
+    AccountNotFound(String),
 }
 
 impl ApiError {
@@ -67,6 +69,7 @@ impl ApiError {
             Saturated => (StatusCode::TOO_MANY_REQUESTS, "writer_saturated", "system"),
             Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "system"),
             NotFound => (StatusCode::NOT_FOUND, "not_found", "invalid_request"),
+            AccountNotFound(_) => (StatusCode::NOT_FOUND, "account_not_found", "invalid_request"),
         }
     }
 
@@ -88,6 +91,7 @@ impl ApiError {
             Saturated => "the writer is saturated; retry after the delay in Retry-After".into(),
             Internal => "internal error; the server log has the details".into(),
             NotFound => "no such route".into(),
+            AccountNotFound(id) => format!("no scored account {id:?} (accounts are workspace ids or company domains, by the model's level)"),
         }
     }
 }

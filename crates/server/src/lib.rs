@@ -8,9 +8,12 @@
 //! where a `Result` becomes an HTTP response is [`error`].
 #![deny(missing_docs)]
 
+pub mod api;
 pub mod config;
 pub mod error;
 pub mod ingest;
+pub mod rescorer;
+pub mod sessions;
 pub mod writer;
 
 use std::sync::Arc;
@@ -31,16 +34,20 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The single writer.
     pub writer: WriterHandle,
+    /// Sessions for reads.
+    pub sessions: sessions::SessionPool,
 }
 
 /// The whole HTTP application, ready to serve. Tests mount it in-process.
 pub fn create_app(state: AppState) -> Router {
     let single = |kind: EventKind| {
-        post(move |State(s): State<AppState>, headers, body| ingest::segment::single(kind, s, headers, body))
+        post(move |State(s): State<AppState>, headers: axum::http::HeaderMap, body: axum::body::Body| ingest::segment::single(kind, s, headers, body))
     };
     let capture = post(ingest::posthog::capture);
     Router::new()
         .route("/health", get(health))
+        .route("/api/accounts", get(api::accounts))
+        .route("/api/accounts/{id}", get(api::account))
         .route("/v1/track", single(EventKind::Track))
         .route("/v1/identify", single(EventKind::Identify))
         .route("/v1/group", single(EventKind::Group))
@@ -66,11 +73,21 @@ async fn health() -> Json<serde_json::Value> {
 
 /// Runs the server until Ctrl-C or SIGTERM, then lets the writer commit what it has and stops.
 pub async fn serve(config: Config, store: Box<dyn upmarket_store::Store>) -> anyhow::Result<()> {
+    let root = store.reader()?;
+    let scorer_session = root.fork()?;
     let (writer, writer_thread) = spawn_writer(store, config.queue_depth, config.max_commit_events);
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "listening");
-    let state = AppState { config: Arc::new(config), writer };
+    tracing::info!(addr = %listener.local_addr()?, model = %config.model.name, version = config.model.version, "listening");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let scorer = {
+        let (model, stop) = (config.model.clone(), stop.clone());
+        let interval = std::time::Duration::from_secs(config.rescore_interval_secs);
+        std::thread::Builder::new().name("upmarket-rescorer".into()).spawn(move || rescorer::run(scorer_session, model, interval, stop))?
+    };
+    let state = AppState { config: Arc::new(config), writer, sessions: sessions::SessionPool::new(root) };
     axum::serve(listener, create_app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || scorer.join()).await;
     // The router (and with it every writer handle) is gone: the writer drains and stops.
     tokio::task::spawn_blocking(move || writer_thread.join()).await?.map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
     Ok(())

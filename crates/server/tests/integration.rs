@@ -8,13 +8,13 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use upmarket_core::FreeMailDomains;
 use upmarket_server::{create_app, spawn_writer, AppState, Overrides, RawConfig};
-use upmarket_store::{DuckDbStore, Store, StoreReader};
+use upmarket_store::{DuckDbStore, Store, StoreSession};
 
 const KEY: &str = "wk_test_0123456789";
 
 struct TestServer {
     url: String,
-    reader: Box<dyn StoreReader>,
+    reader: Box<dyn StoreSession>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -22,8 +22,9 @@ fn server_with(config_toml: &str) -> TestServer {
     let config = RawConfig::parse(config_toml, "test").unwrap().build(&HashMap::new(), &Overrides::default()).unwrap();
     let store = DuckDbStore::open_in_memory(&FreeMailDomains::default()).unwrap();
     let reader = store.reader().unwrap();
+    let sessions = upmarket_server::sessions::SessionPool::new(store.reader().unwrap());
     let (writer, _thread) = spawn_writer(Box::new(store), config.queue_depth, config.max_commit_events);
-    let state = AppState { config: Arc::new(config), writer };
+    let state = AppState { config: Arc::new(config), writer, sessions };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

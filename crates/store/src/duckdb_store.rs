@@ -11,7 +11,9 @@ use upmarket_core::{Event, FreeMailDomains};
 
 use crate::identity_batch::IdentityBatch;
 use crate::schema::MIGRATIONS;
-use crate::{AppendStatus, Attribution, Store, StoreError, StoreReader, StoreStats};
+use crate::{AccountSignals, AppendStatus, Attribution, HistoryPoint, Store, StoreError, StoreSession, StoreStats, StoredScore, TierChange};
+use chrono::{NaiveDate, NaiveDateTime};
+use upmarket_core::model::{Level, Model, ScoreDetails};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "upmarket.duckdb";
@@ -197,17 +199,21 @@ impl Store for DuckDbStore {
         }
     }
 
-    fn reader(&self) -> Result<Box<dyn StoreReader>, StoreError> {
-        Ok(Box::new(DuckDbReader { conn: self.conn.try_clone()? }))
+    fn reader(&self) -> Result<Box<dyn StoreSession>, StoreError> {
+        Ok(Box::new(DuckDbSession { conn: self.conn.try_clone()? }))
     }
 }
 
 /// A read handle on a [`DuckDbStore`].
-pub struct DuckDbReader {
+pub struct DuckDbSession {
     conn: Connection,
 }
 
-impl StoreReader for DuckDbReader {
+impl StoreSession for DuckDbSession {
+    fn fork(&self) -> Result<Box<dyn StoreSession>, StoreError> {
+        Ok(Box::new(DuckDbSession { conn: self.conn.try_clone()? }))
+    }
+
     fn stats(&self) -> Result<StoreStats, StoreError> {
         let count = |sql: &str| -> Result<u64, StoreError> { Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
         Ok(StoreStats {
@@ -255,6 +261,61 @@ impl StoreReader for DuckDbReader {
     fn workspace_company(&self, workspace_id: &str) -> Result<Option<String>, StoreError> {
         let mut stmt = self.conn.prepare_cached("SELECT company_id FROM workspace_companies WHERE workspace_id = ?")?;
         Ok(stmt.query_row(params![workspace_id], |r| r.get::<_, Option<String>>(0)).optional()?.flatten())
+    }
+
+    fn measure(&self, model: &Model, as_of: NaiveDateTime, accounts: Option<&[String]>) -> Result<Vec<AccountSignals>, StoreError> {
+        crate::scoring::measure(&self.conn, model, as_of, accounts)
+    }
+
+    fn save_current_scores(&self, model: &Model, as_of: NaiveDateTime, scores: &[(String, ScoreDetails)]) -> Result<Vec<TierChange>, StoreError> {
+        crate::scores::save_current(&self.conn, model, as_of, scores)
+    }
+
+    fn save_history(&self, model: &Model, day: NaiveDate, scores: &[(String, ScoreDetails)]) -> Result<(), StoreError> {
+        crate::scores::save_history(&self.conn, model, day, scores)
+    }
+
+    fn current_scores(&self, model: &Model, tier: Option<&str>) -> Result<Vec<StoredScore>, StoreError> {
+        crate::scores::current(&self.conn, model, tier)
+    }
+
+    fn history(&self, model: &Model, account: &str) -> Result<Vec<HistoryPoint>, StoreError> {
+        crate::scores::history(&self.conn, model, account)
+    }
+
+    fn tier_changes(&self, model: &Model, limit: usize) -> Result<Vec<TierChange>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT at, account_id, from_tier, to_tier, score FROM tier_changes WHERE level = ? AND model_name = ? AND model_version = ? ORDER BY at DESC, account_id LIMIT ?",
+        )?;
+        let rows = stmt.query_map(params![crate::scores::level_str(model.level), model.name, model.version, limit as i64], |r| {
+            Ok(TierChange { at: r.get(0)?, account_id: r.get(1)?, from_tier: r.get(2)?, to_tier: r.get(3)?, score: r.get(4)? })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn latest_event_time(&self) -> Result<Option<NaiveDateTime>, StoreError> {
+        Ok(self.conn.query_row("SELECT max(timestamp) FROM events", [], |r| r.get::<_, Option<NaiveDateTime>>(0))?)
+    }
+
+    fn touched_accounts(&self, level: Level, after_seq: i64) -> Result<(Vec<String>, i64), StoreError> {
+        let col = match level {
+            Level::Workspace => "workspace_id",
+            Level::Company => "company_id",
+        };
+        let newest: i64 = self.conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
+        if newest <= after_seq {
+            return Ok((Vec::new(), newest));
+        }
+        // People who sent new events, then every account they count for.
+        let sql = format!(
+            "SELECT DISTINCT {col} FROM event_attribution WHERE {col} IS NOT NULL AND person IN (
+                SELECT DISTINCT coalesce(a.person, e.user_id, e.anonymous_id) FROM events e
+                LEFT JOIN person_ids a ON a.id = coalesce(e.user_id, e.anonymous_id)
+                WHERE e.seq > ? AND e.seq <= ?) ORDER BY 1"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(params![after_seq, newest], |r| r.get::<_, String>(0))?;
+        Ok((rows.collect::<Result<Vec<_>, _>>()?, newest))
     }
 }
 

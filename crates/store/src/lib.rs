@@ -18,13 +18,20 @@ mod duckdb_store;
 pub mod error;
 mod identity_batch;
 pub mod schema;
+pub mod scores;
+pub mod scoring;
 pub mod sql;
 pub mod tabular;
 
 use std::collections::HashMap;
 
+use chrono::{NaiveDate, NaiveDateTime};
+use upmarket_core::model::{Level, Model, ScoreDetails};
+
 pub use duckdb_store::DuckDbStore;
 pub use error::StoreError;
+pub use scores::{HistoryPoint, StoredScore, TierChange};
+pub use scoring::AccountSignals;
 use upmarket_core::Event;
 
 /// What happened to one event handed to [`Store::append`].
@@ -72,11 +79,15 @@ pub trait Store: Send {
     fn append(&mut self, events: &[Event]) -> Result<Vec<AppendStatus>, StoreError>;
 
     /// A handle for reading, usable from another thread.
-    fn reader(&self) -> Result<Box<dyn StoreReader>, StoreError>;
+    fn reader(&self) -> Result<Box<dyn StoreSession>, StoreError>;
 }
 
-/// Read access to a store.
-pub trait StoreReader: Send {
+/// A session on a store, usable from any thread: reads, and writes of *derived* data (scores).
+/// Events are only ever written through [`Store::append`].
+pub trait StoreSession: Send {
+    /// Another session on the same store (for another thread).
+    fn fork(&self) -> Result<Box<dyn StoreSession>, StoreError>;
+
     /// What the store holds.
     fn stats(&self) -> Result<StoreStats, StoreError>;
 
@@ -92,4 +103,48 @@ pub trait StoreReader: Send {
 
     /// The company of a workspace, if it has one.
     fn workspace_company(&self, workspace_id: &str) -> Result<Option<String>, StoreError>;
+
+    /// Measures `model`'s signals as of `as_of` from earlier events only, for every account
+    /// (or only `accounts`).
+    fn measure(&self, model: &Model, as_of: NaiveDateTime, accounts: Option<&[String]>) -> Result<Vec<AccountSignals>, StoreError>;
+
+    /// Saves current scores and records tier changes (returned).
+    fn save_current_scores(&self, model: &Model, as_of: NaiveDateTime, scores: &[(String, ScoreDetails)]) -> Result<Vec<TierChange>, StoreError>;
+
+    /// Saves one day of score history.
+    fn save_history(&self, model: &Model, day: NaiveDate, scores: &[(String, ScoreDetails)]) -> Result<(), StoreError>;
+
+    /// Current scores, highest first, optionally of one tier.
+    fn current_scores(&self, model: &Model, tier: Option<&str>) -> Result<Vec<StoredScore>, StoreError>;
+
+    /// One account's daily score history.
+    fn history(&self, model: &Model, account: &str) -> Result<Vec<HistoryPoint>, StoreError>;
+
+    /// Recorded tier changes, newest first.
+    fn tier_changes(&self, model: &Model, limit: usize) -> Result<Vec<TierChange>, StoreError>;
+
+    /// Accounts with events stored after sequence number `after_seq`, and the newest sequence
+    /// number: what incremental re-scoring must look at.
+    fn touched_accounts(&self, level: Level, after_seq: i64) -> Result<(Vec<String>, i64), StoreError>;
+
+    /// The newest event time stored, if any.
+    fn latest_event_time(&self) -> Result<Option<NaiveDateTime>, StoreError>;
+
+    /// The clock scores are computed at: now, or just after the newest event when the data
+    /// ends in the past (an imported history, the demo). A live feed makes the two the same.
+    fn scoring_clock(&self) -> Result<NaiveDateTime, StoreError> {
+        let now = chrono::Utc::now().naive_utc();
+        Ok(match self.latest_event_time()? {
+            Some(t) if t < now => t + chrono::Duration::seconds(1),
+            _ => now,
+        })
+    }
+
+    /// Scores accounts as of a time (measure, then score): the engine's one entry point.
+    fn score_accounts(&self, model: &Model, as_of: NaiveDateTime, accounts: Option<&[String]>) -> Result<Vec<(String, ScoreDetails)>, StoreError> {
+        Ok(self.measure(model, as_of, accounts)?.into_iter().map(|a| {
+            let d = upmarket_core::model::score(model, &a.values);
+            (a.account_id, d)
+        }).collect())
+    }
 }

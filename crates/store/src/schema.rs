@@ -4,7 +4,7 @@
 //! All timestamps are UTC, stored as `TIMESTAMP` (microseconds).
 
 /// The migrations, in order. Never edit a released one: append a new one.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "events and identity", V1)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "events and identity", V1), (2, "scores", V2)];
 
 const V1: &str = r#"
 CREATE SEQUENCE IF NOT EXISTS event_seq;
@@ -135,4 +135,45 @@ SELECT p.*, coalesce(wc.company_id, pc.company_id) AS company_id
 FROM placed p
 LEFT JOIN workspace_companies wc ON wc.workspace_id = p.workspace_id
 LEFT JOIN person_companies pc ON pc.person = p.person;
+"#;
+
+const V2: &str = r#"
+-- The latest score of each account under each model version, with its explanation.
+CREATE TABLE current_scores (
+    level         VARCHAR NOT NULL,
+    account_id    VARCHAR NOT NULL,
+    model_name    VARCHAR NOT NULL,
+    model_version INTEGER NOT NULL,
+    as_of         TIMESTAMP NOT NULL,
+    score         DOUBLE NOT NULL,
+    tier          VARCHAR NOT NULL,
+    pqa           BOOLEAN NOT NULL,
+    details       JSON NOT NULL,
+    PRIMARY KEY (level, account_id, model_name, model_version)
+);
+
+-- One score per account per day: trends, tier entries, time to PQA.
+CREATE TABLE score_history (
+    day           DATE NOT NULL,
+    level         VARCHAR NOT NULL,
+    account_id    VARCHAR NOT NULL,
+    model_name    VARCHAR NOT NULL,
+    model_version INTEGER NOT NULL,
+    score         DOUBLE NOT NULL,
+    tier          VARCHAR NOT NULL,
+    pqa           BOOLEAN NOT NULL,
+    PRIMARY KEY (day, level, account_id, model_name, model_version)
+);
+
+-- Every change of tier, as an event for alerts and KPIs.
+CREATE TABLE tier_changes (
+    at            TIMESTAMP NOT NULL,
+    level         VARCHAR NOT NULL,
+    account_id    VARCHAR NOT NULL,
+    model_name    VARCHAR NOT NULL,
+    model_version INTEGER NOT NULL,
+    from_tier     VARCHAR,
+    to_tier       VARCHAR NOT NULL,
+    score         DOUBLE NOT NULL
+);
 "#;

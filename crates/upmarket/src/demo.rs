@@ -7,7 +7,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use upmarket_server::Config;
 use upmarket_sim::{simulate, SimConfig};
-use upmarket_store::Store;
+use upmarket_store::{Store, StoreSession};
 
 /// Arguments of `upmarket simulate`.
 #[derive(clap::Args, Clone)]
@@ -98,19 +98,40 @@ pub fn run_demo(args: &DemoArgs, config: &Config) -> anyhow::Result<()> {
     let summary = crate::import::import_files(&mut store, &config, &[sim_dir.join("events.ndjson")], 10_000)?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!("imported {} events in {:.1}s ({:.0} events/s)", summary.stored(), secs, summary.stored() as f64 / secs.max(1e-9));
-    let stats = store.reader()?.stats()?;
+    let session = store.reader()?;
+    let stats = session.stats()?;
     println!();
     println!("upmarket demo: a simulated product-led SaaS company, one year of usage");
     println!("  events      {:>10}", stats.events);
     println!("  people      {:>10}", stats.people);
     println!("  workspaces  {:>10}", stats.workspaces);
     println!("  companies   {:>10}", stats.companies);
+    let model = config.model.clone();
+    let as_of = session.scoring_clock()?;
+    let started = Instant::now();
+    let mut scores = session.score_accounts(&model, as_of, None)?;
+    session.save_current_scores(&model, as_of, &scores)?;
+    session.save_history(&model, as_of.date(), &scores)?;
+    eprintln!("scored {} accounts in {:.2}s", scores.len(), started.elapsed().as_secs_f64());
+    scores.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then_with(|| a.0.cmp(&b.0)));
+    println!();
+    for t in &model.tiers {
+        let n = scores.iter().filter(|(_, d)| d.tier == t.name).count();
+        println!("  {:<11} {:>6} accounts  ({})", t.name, n, t.label);
+    }
+    println!();
+    crate::scoring_cli::print_scores(&scores, crate::scoring_cli::OutputFormat::Table, 15, &model, as_of)?;
+    if let Some((top, _)) = scores.first() {
+        println!();
+        println!("Explain one:     upmarket explain {top} --data-dir {}", config.data_dir.display());
+    }
     println!();
     println!("Where to look:");
     println!("  data           {}", config.data_dir.display());
     println!("  simulated CRM  {}  (opportunities)", sim_dir.join("outcomes.csv").display());
     println!("  leads (MQLs)   {}", sim_dir.join("leads.csv").display());
-    println!("  serve it       upmarket serve --data-dir {}", config.data_dir.display());
+    println!("  sales tier     upmarket accounts --tier sales --data-dir {}", config.data_dir.display());
+    println!("  serve it       upmarket serve --data-dir {}   (GET /api/accounts with a read token)", config.data_dir.display());
     Ok(())
 }
 

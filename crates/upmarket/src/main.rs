@@ -2,6 +2,7 @@
 
 mod demo;
 mod import;
+mod scoring_cli;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -20,6 +21,9 @@ struct Cli {
     /// Data directory (overrides the config file and UPMARKET_DATA_DIR).
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// PQA model file (overrides `scoring.model`).
+    #[arg(long, global = true)]
+    model: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,7 +38,13 @@ enum Command {
     },
     /// Import events from NDJSON (Segment or PostHog export), CSV or Parquet files.
     Import(import::ImportArgs),
-    /// Validate the configuration and print what it resolves to.
+    /// Score every account (saved as the current scores when no --as-of is given).
+    Score(scoring_cli::ScoreArgs),
+    /// Explain one account's score, signal by signal.
+    Explain(scoring_cli::ExplainArgs),
+    /// List the stored current scores.
+    Accounts(scoring_cli::AccountsArgs),
+    /// Validate the configuration and the model file and print what they resolve to.
     CheckConfig,
     /// Print what the store holds.
     Stats,
@@ -62,7 +72,11 @@ fn load_config(cli: &Cli, listen: Option<String>) -> anyhow::Result<Config> {
     });
     let env: HashMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("UPMARKET_")).collect();
     let overrides = Overrides { data_dir: cli.data_dir.clone(), listen };
-    Ok(RawConfig::load(path.as_deref())?.build(&env, &overrides)?)
+    let mut raw = RawConfig::load(path.as_deref())?;
+    if let Some(model) = &cli.model {
+        raw.scoring.model = Some(model.clone());
+    }
+    Ok(raw.build(&env, &overrides)?)
 }
 
 /// Opens the store, explaining the usual reason it cannot be opened.
@@ -96,6 +110,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             summary.print(args.format_json);
             Ok(())
         }
+        Command::Score(args) => {
+            let config = load_config(&cli, None)?;
+            let store = open_store(&config)?;
+            scoring_cli::run_score(store.reader()?.as_ref(), &config.model, args)
+        }
+        Command::Explain(args) => {
+            let config = load_config(&cli, None)?;
+            let store = open_store(&config)?;
+            scoring_cli::run_explain(store.reader()?.as_ref(), &config.model, args)
+        }
+        Command::Accounts(args) => {
+            let config = load_config(&cli, None)?;
+            let store = open_store(&config)?;
+            scoring_cli::run_accounts(store.reader()?.as_ref(), &config.model, args)
+        }
         Command::CheckConfig => {
             let config = load_config(&cli, None)?;
             println!("config ok");
@@ -105,6 +134,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("  read tokens       {}", config.read_tokens.len());
             println!("  limits            {} B/event, {} B/request, {} events/batch", config.limits.max_event_bytes, config.limits.max_request_bytes, config.limits.max_batch_events);
             println!("  free-mail domains {}", config.free_mail.sorted().len());
+            let m = &config.model;
+            println!("  model             {} v{} ({}), level {:?}, scale {:?}", m.name, m.version, config.model_origin, m.level, m.scale);
+            println!("  signals           {}", m.signals.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", "));
+            println!("  tiers             {}", m.tiers.iter().map(|t| format!("{} {}+", t.name, t.min)).collect::<Vec<_>>().join(", "));
+            println!("  PQA threshold     {}", m.pqa_threshold);
             Ok(())
         }
         Command::Simulate(args) => {

@@ -1,11 +1,11 @@
 //! Signal values → points → a 0–100 score, a tier, and sentences a sales rep can read.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Model, Points, Scale, Signal, SignalKind, VelocityMetric};
 
 /// A measured signal value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SignalValue {
     /// A number (counts, days, percent).
@@ -24,7 +24,7 @@ impl SignalValue {
 }
 
 /// One component of an explained score.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ComponentDetail {
     /// Signal id.
     pub signal: String,
@@ -41,7 +41,7 @@ pub struct ComponentDetail {
 }
 
 /// A score with everything needed to understand and trace it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScoreDetails {
     /// 0–100, rounded to one decimal.
     pub score: f64,

@@ -1,7 +1,7 @@
 //! Identity: people, workspaces and companies.
 
 use serde_json::json;
-use upmarket_store::{Store, StoreReader};
+use upmarket_store::{Store, StoreSession};
 
 use crate::{ev, memory_store};
 

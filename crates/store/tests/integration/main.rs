@@ -3,6 +3,8 @@
 
 mod identity;
 mod persistence;
+mod scoring;
+mod simulated;
 
 use upmarket_core::segment::{parse_event, BatchDefaults, ParseContext};
 use upmarket_core::{Event, FreeMailDomains, IngestSource};

@@ -1,0 +1,189 @@
+//! upmarket's benchmark harness. Every benchmark runs upmarket and a baseline on the same data
+//! in the same run, and reports throughput, the ratio, peak memory and the machine.
+//!
+//! - `ingest-http`: sustained ingestion through `upmarket serve` over HTTP (batches of 100,
+//!   several concurrent clients, every batch acknowledged only after commit) against DuckDB's own
+//!   bulk load (`read_json`) of the same NDJSON into a table.
+//! - `import`: `upmarket import FILE` against DuckDB's `read_json` of the same file.
+//!
+//! Run: `bash bench/run` (all) or `bash bench/run ingest-http`. Data sets come from
+//! `upmarket simulate` (see bench/run for the sizes).
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Cli {
+    /// The upmarket binary to measure.
+    #[arg(long, default_value = "upmarket")]
+    upmarket: PathBuf,
+    /// NDJSON events (from `upmarket simulate`).
+    #[arg(long)]
+    events: PathBuf,
+    /// Scratch directory (emptied).
+    #[arg(long, default_value = "bench/out/scratch")]
+    scratch: PathBuf,
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// HTTP ingestion vs DuckDB read_json.
+    IngestHttp {
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 4)]
+        clients: usize,
+        /// Events per request.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+    },
+    /// `upmarket import` vs DuckDB read_json.
+    Import,
+}
+
+const KEY: &str = "wk_bench_0123456789";
+
+fn dir_bytes(p: &Path) -> u64 {
+    std::fs::read_dir(p).map(|rd| rd.flatten().map(|e| if e.path().is_dir() { dir_bytes(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) }).sum()).unwrap_or(0)
+}
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn fresh(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    Ok(())
+}
+
+/// DuckDB's own bulk load of the NDJSON file into a table, in a fresh database file.
+fn duckdb_read_json(events: &Path, scratch: &Path) -> anyhow::Result<(u64, f64, u64)> {
+    let dir = scratch.join("duckdb-baseline");
+    fresh(&dir)?;
+    let conn = duckdb::Connection::open(dir.join("baseline.duckdb"))?;
+    let started = Instant::now();
+    let path = events.display().to_string().replace('\'', "''");
+    conn.execute_batch(&format!(
+        "CREATE TABLE events AS SELECT * FROM read_json('{path}', format = 'newline_delimited', maximum_object_size = 1048576); CHECKPOINT;"
+    ))?;
+    let secs = started.elapsed().as_secs_f64();
+    let n: i64 = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
+    drop(conn);
+    Ok((n as u64, secs, dir_bytes(&dir)))
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(bin: &Path, data: &Path) -> anyhow::Result<Server> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new(bin)
+        .args(["serve", "--data-dir"])
+        .arg(data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("UPMARKET_WRITE_KEYS", KEY)
+        .env("UPMARKET_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ureq::get(&format!("{url}/health")).call().is_err() {
+        anyhow::ensure!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(Server { child, url })
+}
+
+fn ingest_http(cli: &Cli, clients: usize, batch: usize) -> anyhow::Result<()> {
+    let file = std::io::BufReader::new(std::fs::File::open(&cli.events)?);
+    let lines: Vec<String> = file.lines().collect::<Result<_, _>>()?;
+    let bodies: Vec<String> = lines.chunks(batch).map(|c| format!("{{\"writeKey\":\"{KEY}\",\"batch\":[{}]}}", c.join(","))).collect();
+    let n_events = lines.len() as u64;
+    drop(lines);
+    let data = cli.scratch.join("upmarket-http");
+    fresh(&data)?;
+    let server = start_server(&cli.upmarket, &data)?;
+    let started = Instant::now();
+    let per_client: Vec<Vec<String>> = (0..clients).map(|c| bodies.iter().skip(c).step_by(clients).cloned().collect()).collect();
+    let handles: Vec<_> = per_client
+        .into_iter()
+        .map(|mine| {
+            let url = format!("{}/v1/batch", server.url);
+            std::thread::spawn(move || -> anyhow::Result<u64> {
+                let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                let mut retries = 0;
+                for body in mine {
+                    loop {
+                        let r = agent.post(&url).header("Content-Type", "application/json").send(body.as_bytes())?;
+                        match r.status().as_u16() {
+                            200 => break,
+                            429 => {
+                                retries += 1;
+                                std::thread::sleep(Duration::from_millis(5));
+                            }
+                            s => anyhow::bail!("status {s}"),
+                        }
+                    }
+                }
+                Ok(retries)
+            })
+        })
+        .collect();
+    let mut retries = 0;
+    for h in handles {
+        retries += h.join().map_err(|_| anyhow::anyhow!("client panicked"))??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let rss = peak_rss_kib(server.child.id());
+    drop(server);
+    let disk = dir_bytes(&data);
+    let (bn, bsecs, bdisk) = duckdb_read_json(&cli.events, &cli.scratch)?;
+    let ours = n_events as f64 / secs;
+    let base = bn as f64 / bsecs;
+    println!("| ingest-http | {n_events} events, {clients} clients × {batch}/request | upmarket {ours:.0} ev/s ({secs:.1} s, {retries} × 429) | DuckDB read_json {base:.0} ev/s ({bsecs:.1} s) | ratio {:.2} | server peak RSS {} MiB | disk {:.0} B/event (DuckDB table {:.0} B/event) |", ours / base, rss / 1024, disk as f64 / n_events as f64, bdisk as f64 / bn as f64);
+    Ok(())
+}
+
+fn import(cli: &Cli) -> anyhow::Result<()> {
+    let data = cli.scratch.join("upmarket-import");
+    fresh(&data)?;
+    let started = Instant::now();
+    let out = Command::new(&cli.upmarket).args(["import", "--json", "--data-dir"]).arg(&data).arg(&cli.events).env("UPMARKET_LOG", "warn").output()?;
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let n = summary["stored"].as_u64().unwrap_or(0);
+    let (bn, bsecs, _) = duckdb_read_json(&cli.events, &cli.scratch)?;
+    let ours = n as f64 / secs;
+    let base = bn as f64 / bsecs;
+    println!("| import | {n} events | upmarket {ours:.0} ev/s ({secs:.1} s) | DuckDB read_json {base:.0} ev/s ({bsecs:.1} s) | ratio {:.2} | disk {:.0} B/event |", ours / base, dir_bytes(&data) as f64 / n.max(1) as f64);
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.bench {
+        Bench::IngestHttp { clients, batch } => ingest_http(&cli, clients, batch),
+        Bench::Import => import(&cli),
+    }
+}

@@ -1,0 +1,75 @@
+//! Incremental re-scoring: a background thread that, every few seconds, finds the accounts that
+//! new events touched, re-scores them as of now, saves their current score and today's history,
+//! and records tier changes. At start it scores every account once.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use upmarket_core::model::Model;
+use upmarket_store::{StoreError, StoreSession};
+
+/// Scores every account as of `as_of` and saves current scores and that day's history.
+pub fn score_all(session: &dyn StoreSession, model: &Model, as_of: chrono::NaiveDateTime) -> Result<usize, StoreError> {
+    let scores = session.score_accounts(model, as_of, None)?;
+    session.save_current_scores(model, as_of, &scores)?;
+    session.save_history(model, as_of.date(), &scores)?;
+    Ok(scores.len())
+}
+
+/// Re-scores the accounts touched since `after_seq`; returns the new watermark.
+pub fn rescore_touched(session: &dyn StoreSession, model: &Model, after_seq: i64) -> Result<(usize, i64), StoreError> {
+    let (touched, newest) = session.touched_accounts(model.level, after_seq)?;
+    if touched.is_empty() {
+        return Ok((0, newest));
+    }
+    let now = session.scoring_clock()?;
+    let scores = session.score_accounts(model, now, Some(&touched))?;
+    let changes = session.save_current_scores(model, now, &scores)?;
+    session.save_history(model, now.date(), &scores)?;
+    for c in &changes {
+        tracing::info!(account = %c.account_id, from = ?c.from_tier, to = %c.to_tier, score = c.score, "tier change");
+    }
+    Ok((scores.len(), newest))
+}
+
+/// Runs until `stop` is set.
+pub fn run(session: Box<dyn StoreSession>, model: Arc<Model>, interval: Duration, stop: Arc<AtomicBool>) {
+    let started = Instant::now();
+    let now = match session.scoring_clock() {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!(error = %e, "rescorer cannot read the store");
+            return;
+        }
+    };
+    let mut watermark = match session.touched_accounts(model.level, i64::MAX) {
+        Ok((_, newest)) => newest,
+        Err(e) => {
+            tracing::error!(error = %e, "rescorer cannot read the store");
+            return;
+        }
+    };
+    match score_all(session.as_ref(), &model, now) {
+        Ok(n) => tracing::info!(accounts = n, ms = started.elapsed().as_millis() as u64, "scored all accounts"),
+        Err(e) => tracing::error!(error = %e, "initial scoring failed"),
+    }
+    let mut next = Instant::now() + interval;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now < next {
+            std::thread::sleep((next - now).min(Duration::from_millis(50)));
+            continue;
+        }
+        next = now + interval;
+        match rescore_touched(session.as_ref(), &model, watermark) {
+            Ok((n, newest)) => {
+                if n > 0 {
+                    tracing::debug!(accounts = n, "re-scored");
+                }
+                watermark = newest;
+            }
+            Err(e) => tracing::error!(error = %e, "re-scoring failed"),
+        }
+    }
+}
