@@ -33,13 +33,26 @@ pub enum ApiError {
     /// The key is valid, but not for this (a write key on a read route).
     Forbidden(String),
     /// The body is over the request limit.
-    PayloadTooLarge { limit: usize },
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The batch has more events than allowed.
-    TooManyEvents { count: usize, limit: usize },
+    TooManyEvents {
+        /// Events in the batch.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// A `Content-Encoding` we cannot read.
     UnsupportedEncoding(String),
     /// A single event was invalid.
-    InvalidEvent { code: &'static str, message: String },
+    InvalidEvent {
+        /// Stable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// Every event of a batch was invalid.
     AllEventsRejected(Vec<Rejected>),
     /// The writer's queue is full: retry later.

@@ -285,7 +285,7 @@ impl StoreSession for DuckDbSession {
 
     fn tier_changes(&self, model: &Model, limit: usize) -> Result<Vec<TierChange>, StoreError> {
         let mut stmt = self.conn.prepare(
-            "SELECT at, account_id, from_tier, to_tier, score FROM tier_changes WHERE level = ? AND model_name = ? AND model_version = ? ORDER BY at DESC, account_id LIMIT ?",
+            "SELECT changed_at, account_id, from_tier, to_tier, score FROM tier_changes WHERE level = ? AND model_name = ? AND model_version = ? ORDER BY changed_at DESC, account_id LIMIT ?",
         )?;
         let rows = stmt.query_map(params![crate::scores::level_str(model.level), model.name, model.version, limit as i64], |r| {
             Ok(TierChange { at: r.get(0)?, account_id: r.get(1)?, from_tier: r.get(2)?, to_tier: r.get(3)?, score: r.get(4)? })

@@ -167,7 +167,7 @@ CREATE TABLE score_history (
 
 -- Every change of tier, as an event for alerts and KPIs.
 CREATE TABLE tier_changes (
-    at            TIMESTAMP NOT NULL,
+    changed_at    TIMESTAMP NOT NULL,
     level         VARCHAR NOT NULL,
     account_id    VARCHAR NOT NULL,
     model_name    VARCHAR NOT NULL,

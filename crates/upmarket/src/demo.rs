@@ -7,7 +7,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use upmarket_server::Config;
 use upmarket_sim::{simulate, SimConfig};
-use upmarket_store::{Store, StoreSession};
+use upmarket_store::Store;
 
 /// Arguments of `upmarket simulate`.
 #[derive(clap::Args, Clone)]

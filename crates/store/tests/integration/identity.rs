@@ -1,7 +1,7 @@
 //! Identity: people, workspaces and companies.
 
 use serde_json::json;
-use upmarket_store::{Store, StoreSession};
+use upmarket_store::Store;
 
 use crate::{ev, memory_store};
 

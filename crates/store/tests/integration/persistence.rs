@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use upmarket_core::FreeMailDomains;
-use upmarket_store::{AppendStatus, DuckDbStore, Store, StoreSession};
+use upmarket_store::{AppendStatus, DuckDbStore, Store};
 
 use crate::{ev, memory_store};
 

@@ -4,7 +4,7 @@
 use chrono::NaiveDateTime;
 use serde_json::json;
 use upmarket_core::model::{Model, SignalValue};
-use upmarket_store::{Store, StoreSession};
+use upmarket_store::Store;
 
 use crate::{ev, memory_store};
 

@@ -9,7 +9,7 @@ use upmarket_core::model::Model;
 use upmarket_core::segment::{parse_event, BatchDefaults, ParseContext};
 use upmarket_core::IngestSource;
 use upmarket_sim::{simulate, SimConfig};
-use upmarket_store::{Store, StoreSession};
+use upmarket_store::Store;
 
 use crate::memory_store;
 
