@@ -123,35 +123,60 @@ impl DuckDbStore {
         Ok(())
     }
 
+    /// Writes a batch's identity facts set-based: each table's rows are appended to a temp
+    /// table, then merged with one statement (per-row upserts cost milliseconds each).
     fn write_identity(&mut self, batch: &IdentityBatch) -> Result<(), StoreError> {
         let conn = &self.conn;
         if !batch.users.is_empty() {
-            let mut stmt = conn.prepare_cached(UPSERT_USER)?;
+            conn.execute("DELETE FROM temp.staging_users", [])?;
+            let mut app = conn.appender_to_catalog_and_db("staging_users", "temp", "main")?;
             for (id, u) in &batch.users {
                 let (Some(first), Some(last)) = (u.first_seen, u.last_seen) else { continue };
-                stmt.execute(params![id, u.email, u.email_domain(), json_or_null(&u.traits)?, ts(first), ts(last)])?;
+                app.append_row(params![id, u.email, u.email_domain(), json_or_null(&u.traits)?, ts(first), ts(last)])?;
             }
+            app.flush()?;
+            drop(app);
+            conn.execute_batch(MERGE_USERS)?;
         }
-        let mut stmt = conn.prepare_cached(INSERT_ALIAS)?;
-        for (alias, (user, since)) in &batch.aliases {
-            if !self.known_aliases.contains(alias) {
-                stmt.execute(params![alias, user, user, ts(*since)])?;
+        let new_aliases: Vec<(&String, &(String, DateTime<Utc>))> = batch.aliases.iter().filter(|(a, _)| !self.known_aliases.contains(*a)).collect();
+        if !new_aliases.is_empty() {
+            conn.execute("DELETE FROM temp.staging_aliases", [])?;
+            let mut app = conn.appender_to_catalog_and_db("staging_aliases", "temp", "main")?;
+            for (alias, (user, since)) in &new_aliases {
+                app.append_row(params![alias, user, ts(*since)])?;
+            }
+            app.flush()?;
+            drop(app);
+            conn.execute_batch(MERGE_ALIASES)?;
+            for (alias, _) in new_aliases {
                 self.known_aliases.insert(alias.clone());
             }
         }
-        let mut stmt = conn.prepare_cached(UPSERT_MEMBERSHIP)?;
-        for (key, since) in &batch.memberships {
-            if self.known_memberships.get(key).is_none_or(|known| since < known) {
-                stmt.execute(params![key.0, key.1, ts(*since)])?;
+        let new_members: Vec<(&(String, String), &DateTime<Utc>)> =
+            batch.memberships.iter().filter(|(k, since)| self.known_memberships.get(*k).is_none_or(|known| *since < known)).collect();
+        if !new_members.is_empty() {
+            conn.execute("DELETE FROM temp.staging_memberships", [])?;
+            let mut app = conn.appender_to_catalog_and_db("staging_memberships", "temp", "main")?;
+            for (key, since) in &new_members {
+                app.append_row(params![key.0, key.1, ts(**since)])?;
+            }
+            app.flush()?;
+            drop(app);
+            conn.execute_batch(MERGE_MEMBERSHIPS)?;
+            for (key, since) in new_members {
                 self.known_memberships.insert(key.clone(), *since);
             }
         }
         if !batch.workspaces.is_empty() {
-            let mut stmt = conn.prepare_cached(UPSERT_WORKSPACE)?;
+            conn.execute("DELETE FROM temp.staging_workspaces", [])?;
+            let mut app = conn.appender_to_catalog_and_db("staging_workspaces", "temp", "main")?;
             for (id, w) in &batch.workspaces {
                 let Some(first) = w.first_seen else { continue };
-                stmt.execute(params![id, w.name(), w.domain(), json_or_null(&w.traits)?, ts(first)])?;
+                app.append_row(params![id, w.name(), w.domain(), json_or_null(&w.traits)?, ts(first)])?;
             }
+            app.flush()?;
+            drop(app);
+            conn.execute_batch(MERGE_WORKSPACES)?;
         }
         Ok(())
     }
@@ -168,13 +193,23 @@ impl Store for DuckDbStore {
         }
         self.conn.execute_batch("BEGIN TRANSACTION")?;
         let result = (|| -> Result<HashSet<i128>, StoreError> {
+            let t0 = std::time::Instant::now();
             self.stage_events(&unique)?;
+            let t1 = std::time::Instant::now();
             let mut stmt = self.conn.prepare_cached(INSERT_EVENTS)?;
             let inserted = stmt.query_map([], |row| row.get::<_, i128>(0))?.collect::<Result<HashSet<_>, _>>()?;
             drop(stmt);
+            let t2 = std::time::Instant::now();
             let new_events = unique.iter().filter(|(_, e)| inserted.contains(&e.dedup_key())).map(|(_, e)| *e);
             let identity = IdentityBatch::collect(new_events);
             self.write_identity(&identity)?;
+            tracing::debug!(
+                events = unique.len(),
+                stage_ms = (t1 - t0).as_millis() as u64,
+                insert_ms = (t2 - t1).as_millis() as u64,
+                identity_ms = t2.elapsed().as_millis() as u64,
+                "append"
+            );
             Ok(inserted)
         })();
         match result {
@@ -340,6 +375,10 @@ CREATE OR REPLACE TEMP TABLE staging_events (
     timestamp TIMESTAMP, original_timestamp TIMESTAMP, sent_at TIMESTAMP, received_at TIMESTAMP,
     properties VARCHAR, traits VARCHAR, context VARCHAR, source VARCHAR
 );
+CREATE OR REPLACE TEMP TABLE staging_users (user_id VARCHAR, email VARCHAR, email_domain VARCHAR, traits VARCHAR, first_seen TIMESTAMP, last_seen TIMESTAMP);
+CREATE OR REPLACE TEMP TABLE staging_aliases (alias VARCHAR, user_id VARCHAR, since TIMESTAMP);
+CREATE OR REPLACE TEMP TABLE staging_memberships (user_id VARCHAR, workspace_id VARCHAR, since TIMESTAMP);
+CREATE OR REPLACE TEMP TABLE staging_workspaces (workspace_id VARCHAR, name VARCHAR, domain VARCHAR, traits VARCHAR, first_seen TIMESTAMP);
 "#;
 
 const INSERT_EVENTS: &str = r#"
@@ -351,8 +390,8 @@ FROM temp.staging_events ORDER BY ord
 RETURNING msg_key
 "#;
 
-const UPSERT_USER: &str = r#"
-INSERT INTO users VALUES (?, ?, ?, ?::JSON, ?, ?)
+const MERGE_USERS: &str = r#"
+INSERT INTO users SELECT user_id, email, email_domain, traits::JSON, first_seen, last_seen FROM temp.staging_users
 ON CONFLICT (user_id) DO UPDATE SET
     email = coalesce(excluded.email, users.email),
     email_domain = coalesce(excluded.email_domain, users.email_domain),
@@ -363,20 +402,21 @@ ON CONFLICT (user_id) DO UPDATE SET
     last_seen = greatest(users.last_seen, excluded.last_seen)
 "#;
 
-// An alias of an alias points at the final person.
-const INSERT_ALIAS: &str = r#"
+// An alias of an alias points at the final person; the first mapping of an id wins.
+const MERGE_ALIASES: &str = r#"
 INSERT INTO aliases
-SELECT ?, coalesce((SELECT user_id FROM aliases WHERE alias = ?), ?), ?
+SELECT s.alias, coalesce(a.user_id, s.user_id), s.since
+FROM temp.staging_aliases s LEFT JOIN aliases a ON a.alias = s.user_id
 ON CONFLICT (alias) DO NOTHING
 "#;
 
-const UPSERT_MEMBERSHIP: &str = r#"
-INSERT INTO memberships VALUES (?, ?, ?)
+const MERGE_MEMBERSHIPS: &str = r#"
+INSERT INTO memberships SELECT user_id, workspace_id, since FROM temp.staging_memberships
 ON CONFLICT (user_id, workspace_id) DO UPDATE SET since = least(memberships.since, excluded.since)
 "#;
 
-const UPSERT_WORKSPACE: &str = r#"
-INSERT INTO workspaces VALUES (?, ?, ?, ?::JSON, ?)
+const MERGE_WORKSPACES: &str = r#"
+INSERT INTO workspaces SELECT workspace_id, name, domain, traits::JSON, first_seen FROM temp.staging_workspaces
 ON CONFLICT (workspace_id) DO UPDATE SET
     name = coalesce(excluded.name, workspaces.name),
     domain = coalesce(excluded.domain, workspaces.domain),

@@ -2,7 +2,7 @@
 //! account per day (history), and every tier change.
 
 use chrono::{NaiveDate, NaiveDateTime};
-use duckdb::{params, Connection, OptionalExt};
+use duckdb::{params, Connection};
 use upmarket_core::model::{Level, Model, ScoreDetails};
 
 use crate::StoreError;
@@ -51,32 +51,26 @@ pub(crate) fn level_str(level: Level) -> &'static str {
     }
 }
 
-/// Saves current scores; records a tier change for every account whose tier moved. Returns the
-/// changes.
-pub fn save_current(conn: &Connection, model: &Model, as_of: NaiveDateTime, scores: &[(String, ScoreDetails)]) -> Result<Vec<TierChange>, StoreError> {
+fn stage(conn: &Connection, model: &Model, as_of: NaiveDateTime, scores: &[(String, ScoreDetails)]) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE OR REPLACE TEMP TABLE new_scores (level VARCHAR, account_id VARCHAR, model_name VARCHAR, model_version INTEGER,
+         as_of TIMESTAMP, score DOUBLE, tier VARCHAR, pqa BOOLEAN, details VARCHAR)",
+    )?;
+    let mut app = conn.appender_to_catalog_and_db("new_scores", "temp", "main")?;
     let level = level_str(model.level);
-    let mut changes = Vec::new();
+    for (account, d) in scores {
+        app.append_row(params![level, account, model.name, model.version, as_of, d.score, d.tier, d.pqa, serde_json::to_string(d)?])?;
+    }
+    app.flush()?;
+    Ok(())
+}
+
+fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
     conn.execute_batch("BEGIN TRANSACTION")?;
-    let result = (|| -> Result<(), StoreError> {
-        let mut previous = conn.prepare_cached("SELECT tier FROM current_scores WHERE level = ? AND account_id = ? AND model_name = ? AND model_version = ?")?;
-        let mut upsert = conn.prepare_cached(
-            "INSERT OR REPLACE INTO current_scores VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?::JSON)",
-        )?;
-        let mut change = conn.prepare_cached("INSERT INTO tier_changes VALUES (?, ?, ?, ?, ?, ?, ?, ?)")?;
-        for (account, d) in scores {
-            let before: Option<String> = previous.query_row(params![level, account, model.name, model.version], |r| r.get(0)).optional()?;
-            upsert.execute(params![level, account, model.name, model.version, as_of, d.score, d.tier, d.pqa, serde_json::to_string(d)?])?;
-            if before.as_deref() != Some(d.tier.as_str()) {
-                change.execute(params![as_of, level, account, model.name, model.version, before, d.tier, d.score])?;
-                changes.push(TierChange { at: as_of, account_id: account.clone(), from_tier: before, to_tier: d.tier.clone(), score: d.score });
-            }
-        }
-        Ok(())
-    })();
-    match result {
-        Ok(()) => {
+    match f() {
+        Ok(v) => {
             conn.execute_batch("COMMIT")?;
-            Ok(changes)
+            Ok(v)
         }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
@@ -85,24 +79,40 @@ pub fn save_current(conn: &Connection, model: &Model, as_of: NaiveDateTime, scor
     }
 }
 
+/// Saves current scores; records a tier change for every account whose tier moved (a first
+/// score counts as entering its tier). Returns the changes. Set-based: one statement each.
+pub fn save_current(conn: &Connection, model: &Model, as_of: NaiveDateTime, scores: &[(String, ScoreDetails)]) -> Result<Vec<TierChange>, StoreError> {
+    stage(conn, model, as_of, scores)?;
+    in_transaction(conn, || {
+        let mut stmt = conn.prepare(
+            "INSERT INTO tier_changes
+             SELECT n.as_of, n.level, n.account_id, n.model_name, n.model_version, c.tier, n.tier, n.score
+             FROM temp.new_scores n
+             LEFT JOIN current_scores c USING (level, account_id, model_name, model_version)
+             WHERE c.tier IS DISTINCT FROM n.tier
+             RETURNING changed_at, account_id, from_tier, to_tier, score",
+        )?;
+        let changes = stmt
+            .query_map([], |r| Ok(TierChange { at: r.get(0)?, account_id: r.get(1)?, from_tier: r.get(2)?, to_tier: r.get(3)?, score: r.get(4)? }))?
+            .collect::<Result<Vec<_>, _>>()?;
+        conn.execute_batch(
+            "INSERT OR REPLACE INTO current_scores
+             SELECT level, account_id, model_name, model_version, as_of, score, tier, pqa, details::JSON FROM temp.new_scores",
+        )?;
+        Ok(changes)
+    })
+}
+
 /// Saves one day of history for these accounts (replacing their earlier score of that day).
 pub fn save_history(conn: &Connection, model: &Model, day: NaiveDate, scores: &[(String, ScoreDetails)]) -> Result<(), StoreError> {
-    let level = level_str(model.level);
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let result = (|| -> Result<(), StoreError> {
-        let mut stmt = conn.prepare_cached("INSERT OR REPLACE INTO score_history VALUES (?, ?, ?, ?, ?, ?, ?, ?)")?;
-        for (account, d) in scores {
-            stmt.execute(params![day, level, account, model.name, model.version, d.score, d.tier, d.pqa])?;
-        }
+    stage(conn, model, day.and_time(chrono::NaiveTime::MIN), scores)?;
+    in_transaction(conn, || {
+        conn.execute_batch(
+            "INSERT OR REPLACE INTO score_history
+             SELECT CAST(as_of AS DATE), level, account_id, model_name, model_version, score, tier, pqa FROM temp.new_scores",
+        )?;
         Ok(())
-    })();
-    match result {
-        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    })
 }
 
 /// Current scores of a model version, highest first, optionally for one tier.

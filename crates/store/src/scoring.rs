@@ -149,22 +149,24 @@ pub fn measure(conn: &Connection, model: &Model, as_of: NaiveDateTime, accounts:
         Some(list) => format!(" AND {acct} IN ({})", in_list(list)),
         None => String::new(),
     };
-    // One pass over the window's events, attributed once.
+    // One pass over the events before as-of, attributed once; every query below reads it.
+    // Properties are kept only when a signal filters on them, traits only for identify / group.
+    let needs_properties = model.signals.iter().any(|s| matches!(&s.kind, SignalKind::EventCount { filters, .. } if !filters.is_empty()));
     conn.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE scoring_events AS
          SELECT {acct} AS account_id, person, timestamp, type, event,
-                coalesce(json_extract_string(properties, '$.path'), name) AS path, properties
+                coalesce(json_extract_string(properties, '$.path'), name) AS path,
+                {} AS properties,
+                CASE WHEN type IN ('identify', 'group') THEN traits END AS traits
          FROM event_attribution
-         WHERE timestamp < {at} AND timestamp >= {at} - INTERVAL {} DAY AND {acct} IS NOT NULL{only}",
-        max_window(model).max(1)
+         WHERE timestamp < {at} AND {acct} IS NOT NULL{only}",
+        if needs_properties { "properties" } else { "NULL::JSON" }
     ))?;
     // Every account with any event before as-of, and when it was last active.
     let mut rows: HashMap<String, Vec<SignalValue>> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
     {
-        let sql = format!(
-            "SELECT {acct}, date_diff('day', max(timestamp), {at}) FROM event_attribution WHERE timestamp < {at} AND {acct} IS NOT NULL{only} GROUP BY 1 ORDER BY 1"
-        );
+        let sql = format!("SELECT account_id, date_diff('day', max(timestamp), {at}) FROM temp.scoring_events GROUP BY 1 ORDER BY 1");
         let mut stmt = conn.prepare(&sql)?;
         let mut q = stmt.query([])?;
         while let Some(r) = q.next()? {
@@ -187,7 +189,10 @@ pub fn measure(conn: &Connection, model: &Model, as_of: NaiveDateTime, accounts:
     let numeric: Vec<(usize, String)> = model.signals.iter().enumerate().filter_map(|(i, s)| aggregate(&s.kind, &at).map(|a| (i, a))).collect();
     if !numeric.is_empty() {
         let cols = numeric.iter().map(|(_, a)| format!("CAST({a} AS DOUBLE)")).collect::<Vec<_>>().join(",\n       ");
-        let mut stmt = conn.prepare(&format!("SELECT account_id,\n       {cols}\nFROM temp.scoring_events GROUP BY account_id"))?;
+        let window = max_window(model).max(1);
+        let mut stmt = conn.prepare(&format!(
+            "SELECT account_id,\n       {cols}\nFROM temp.scoring_events WHERE timestamp >= {at} - INTERVAL {window} DAY GROUP BY account_id"
+        ))?;
         let mut q = stmt.query([])?;
         while let Some(r) = q.next()? {
             let id: String = r.get(0)?;
@@ -204,9 +209,9 @@ pub fn measure(conn: &Connection, model: &Model, as_of: NaiveDateTime, accounts:
         let SignalKind::Trait { name } = &s.kind else { continue };
         let path = quote_literal(&format!("$.\"{}\"", name.replace('"', "")));
         let sql = format!(
-            "SELECT {acct}, mode(v) FROM (
-                SELECT {acct}, json_extract_string(traits, {path}) AS v FROM event_attribution
-                WHERE type IN ('identify', 'group') AND timestamp < {at} AND {acct} IS NOT NULL{only}
+            "SELECT account_id, mode(v) FROM (
+                SELECT account_id, json_extract_string(traits, {path}) AS v FROM temp.scoring_events
+                WHERE traits IS NOT NULL
              ) WHERE v IS NOT NULL GROUP BY 1"
         );
         let mut stmt = conn.prepare(&sql)?;
