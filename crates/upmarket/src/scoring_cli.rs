@@ -16,12 +16,9 @@ pub enum OutputFormat {
     Json,
 }
 
-/// Arguments of `upmarket score`.
+/// How a list of accounts is filtered and printed.
 #[derive(clap::Args)]
-pub struct ScoreArgs {
-    /// Score as of the end of this day (YYYY-MM-DD), from earlier events only. Default: now.
-    #[arg(long)]
-    pub as_of: Option<NaiveDate>,
+pub struct ListArgs {
     /// Only this tier.
     #[arg(long)]
     pub tier: Option<String>,
@@ -31,6 +28,17 @@ pub struct ScoreArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutputFormat,
+}
+
+/// Arguments of `upmarket score`.
+#[derive(clap::Args)]
+pub struct ScoreArgs {
+    /// Score as of the end of this day (YYYY-MM-DD), from earlier events only. Default: now.
+    #[arg(long)]
+    pub as_of: Option<NaiveDate>,
+    /// Filter, size and format of the list.
+    #[command(flatten)]
+    pub list: ListArgs,
     /// Also compute daily history for this many days before the as-of date.
     #[arg(long, default_value_t = 0)]
     pub history_days: u32,
@@ -110,11 +118,11 @@ pub fn run_score(session: &dyn StoreSession, model: &Model, args: &ScoreArgs) ->
     }
     session.save_history(model, if live { as_of.date() } else { as_of.date() - chrono::Days::new(1) }, &scores)?;
     scores.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then_with(|| a.0.cmp(&b.0)));
-    if let Some(t) = &args.tier {
+    if let Some(t) = &args.list.tier {
         check_tier(model, t)?;
         scores.retain(|(_, d)| &d.tier == t);
     }
-    print_scores(&scores, args.format, args.limit, model, as_of)
+    print_scores(&scores, args.list.format, args.list.limit, model, as_of)
 }
 
 fn check_tier(model: &Model, tier: &str) -> anyhow::Result<()> {
@@ -176,27 +184,21 @@ pub fn run_explain(session: &dyn StoreSession, model: &Model, args: &ExplainArgs
 /// Arguments of `upmarket accounts`.
 #[derive(clap::Args)]
 pub struct AccountsArgs {
-    /// Only this tier.
-    #[arg(long)]
-    pub tier: Option<String>,
-    /// Rows to print (0: all).
-    #[arg(long, default_value_t = 25)]
-    pub limit: usize,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: OutputFormat,
+    /// Filter, size and format of the list.
+    #[command(flatten)]
+    pub list: ListArgs,
 }
 
 /// `upmarket accounts`: the stored current scores (as `serve` or the last `score` left them).
 pub fn run_accounts(session: &dyn StoreSession, model: &Model, args: &AccountsArgs) -> anyhow::Result<()> {
-    if let Some(t) = &args.tier {
+    if let Some(t) = &args.list.tier {
         check_tier(model, t)?;
     }
-    let rows = session.current_scores(model, args.tier.as_deref())?;
+    let rows = session.current_scores(model, args.list.tier.as_deref())?;
     if rows.is_empty() {
         eprintln!("no stored scores for model {} v{}: run `upmarket score` (or `upmarket serve`) first", model.name, model.version);
     }
     let as_of = rows.first().map_or_else(|| chrono::Utc::now().naive_utc(), |r| r.as_of);
     let pairs: Vec<(String, ScoreDetails)> = rows.into_iter().map(|r| (r.account_id, r.details)).collect();
-    print_scores(&pairs, args.format, args.limit, model, as_of)
+    print_scores(&pairs, args.list.format, args.list.limit, model, as_of)
 }
