@@ -49,13 +49,30 @@ enum Bench {
 const KEY: &str = "wk_bench_0123456789";
 
 fn dir_bytes(p: &Path) -> u64 {
-    std::fs::read_dir(p).map(|rd| rd.flatten().map(|e| if e.path().is_dir() { dir_bytes(&e.path()) } else { e.metadata().map(|m| m.len()).unwrap_or(0) }).sum()).unwrap_or(0)
+    std::fs::read_dir(p)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        dir_bytes(&e.path())
+                    } else {
+                        e.metadata().map(|m| m.len()).unwrap_or(0)
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -96,7 +113,9 @@ impl Drop for Server {
 }
 
 fn start_server(bin: &Path, data: &Path) -> anyhow::Result<Server> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let child = Command::new(bin)
         .args(["serve", "--data-dir"])
         .arg(data)
@@ -117,24 +136,35 @@ fn start_server(bin: &Path, data: &Path) -> anyhow::Result<Server> {
 fn ingest_http(cli: &Cli, clients: usize, batch: usize) -> anyhow::Result<()> {
     let file = std::io::BufReader::new(std::fs::File::open(&cli.events)?);
     let lines: Vec<String> = file.lines().collect::<Result<_, _>>()?;
-    let bodies: Vec<String> = lines.chunks(batch).map(|c| format!("{{\"writeKey\":\"{KEY}\",\"batch\":[{}]}}", c.join(","))).collect();
+    let bodies: Vec<String> = lines
+        .chunks(batch)
+        .map(|c| format!("{{\"writeKey\":\"{KEY}\",\"batch\":[{}]}}", c.join(",")))
+        .collect();
     let n_events = lines.len() as u64;
     drop(lines);
     let data = cli.scratch.join("upmarket-http");
     fresh(&data)?;
     let server = start_server(&cli.upmarket, &data)?;
     let started = Instant::now();
-    let per_client: Vec<Vec<String>> = (0..clients).map(|c| bodies.iter().skip(c).step_by(clients).cloned().collect()).collect();
+    let per_client: Vec<Vec<String>> = (0..clients)
+        .map(|c| bodies.iter().skip(c).step_by(clients).cloned().collect())
+        .collect();
     let handles: Vec<_> = per_client
         .into_iter()
         .map(|mine| {
             let url = format!("{}/v1/batch", server.url);
             std::thread::spawn(move || -> anyhow::Result<u64> {
-                let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
                 let mut retries = 0;
                 for body in mine {
                     loop {
-                        let r = agent.post(&url).header("Content-Type", "application/json").send(body.as_bytes())?;
+                        let r = agent
+                            .post(&url)
+                            .header("Content-Type", "application/json")
+                            .send(body.as_bytes())?;
                         match r.status().as_u16() {
                             200 => break,
                             429 => {
@@ -168,9 +198,18 @@ fn import(cli: &Cli) -> anyhow::Result<()> {
     let data = cli.scratch.join("upmarket-import");
     fresh(&data)?;
     let started = Instant::now();
-    let out = Command::new(&cli.upmarket).args(["import", "--json", "--data-dir"]).arg(&data).arg(&cli.events).env("UPMARKET_LOG", "warn").output()?;
+    let out = Command::new(&cli.upmarket)
+        .args(["import", "--json", "--data-dir"])
+        .arg(&data)
+        .arg(&cli.events)
+        .env("UPMARKET_LOG", "warn")
+        .output()?;
     let secs = started.elapsed().as_secs_f64();
-    anyhow::ensure!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    anyhow::ensure!(
+        out.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let n = summary["stored"].as_u64().unwrap_or(0);
     let (bn, bsecs, _) = duckdb_read_json(&cli.events, &cli.scratch)?;

@@ -118,7 +118,10 @@ impl Event {
     /// The id that names the person behind the event before alias resolution:
     /// `userId` when known, else `anonymousId`.
     pub fn distinct_id(&self) -> &str {
-        self.user_id.as_deref().or(self.anonymous_id.as_deref()).unwrap_or_default()
+        self.user_id
+            .as_deref()
+            .or(self.anonymous_id.as_deref())
+            .unwrap_or_default()
     }
 
     /// The user's e-mail, from identify traits or `context.traits`.

@@ -9,15 +9,66 @@ use std::collections::HashSet;
 /// Free-mail and consumer ISP domains that never form a company. Sources: the domains the big
 /// consumer mail providers serve, plus common disposable-mail hosts.
 pub const DEFAULT_FREE_MAIL_DOMAINS: &[&str] = &[
-    "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "hotmail.co.uk", "hotmail.fr",
-    "live.com", "msn.com", "yahoo.com", "yahoo.co.uk", "yahoo.fr", "yahoo.de", "yahoo.co.jp",
-    "ymail.com", "rocketmail.com", "aol.com", "icloud.com", "me.com", "mac.com", "proton.me",
-    "protonmail.com", "pm.me", "gmx.com", "gmx.de", "gmx.net", "web.de", "mail.com", "mail.ru",
-    "yandex.ru", "yandex.com", "zoho.com", "zohomail.com", "fastmail.com", "hey.com", "tutanota.com",
-    "qq.com", "163.com", "126.com", "sina.com", "naver.com", "daum.net", "orange.fr", "free.fr",
-    "laposte.net", "btinternet.com", "comcast.net", "verizon.net", "att.net", "sbcglobal.net",
-    "libero.it", "t-online.de", "seznam.cz", "wp.pl", "o2.pl", "rediffmail.com", "mailinator.com",
-    "guerrillamail.com", "10minutemail.com", "tempmail.com", "yopmail.com",
+    "gmail.com",
+    "googlemail.com",
+    "outlook.com",
+    "hotmail.com",
+    "hotmail.co.uk",
+    "hotmail.fr",
+    "live.com",
+    "msn.com",
+    "yahoo.com",
+    "yahoo.co.uk",
+    "yahoo.fr",
+    "yahoo.de",
+    "yahoo.co.jp",
+    "ymail.com",
+    "rocketmail.com",
+    "aol.com",
+    "icloud.com",
+    "me.com",
+    "mac.com",
+    "proton.me",
+    "protonmail.com",
+    "pm.me",
+    "gmx.com",
+    "gmx.de",
+    "gmx.net",
+    "web.de",
+    "mail.com",
+    "mail.ru",
+    "yandex.ru",
+    "yandex.com",
+    "zoho.com",
+    "zohomail.com",
+    "fastmail.com",
+    "hey.com",
+    "tutanota.com",
+    "qq.com",
+    "163.com",
+    "126.com",
+    "sina.com",
+    "naver.com",
+    "daum.net",
+    "orange.fr",
+    "free.fr",
+    "laposte.net",
+    "btinternet.com",
+    "comcast.net",
+    "verizon.net",
+    "att.net",
+    "sbcglobal.net",
+    "libero.it",
+    "t-online.de",
+    "seznam.cz",
+    "wp.pl",
+    "o2.pl",
+    "rediffmail.com",
+    "mailinator.com",
+    "guerrillamail.com",
+    "10minutemail.com",
+    "tempmail.com",
+    "yopmail.com",
 ];
 
 /// The set of domains that never form a company.
@@ -28,14 +79,25 @@ pub struct FreeMailDomains {
 
 impl Default for FreeMailDomains {
     fn default() -> Self {
-        FreeMailDomains::new(DEFAULT_FREE_MAIL_DOMAINS.iter().copied(), std::iter::empty::<&str>())
+        FreeMailDomains::new(
+            DEFAULT_FREE_MAIL_DOMAINS.iter().copied(),
+            std::iter::empty::<&str>(),
+        )
     }
 }
 
 impl FreeMailDomains {
     /// A list made of `base` plus `extra`, lowercased.
-    pub fn new<'a>(base: impl IntoIterator<Item = &'a str>, extra: impl IntoIterator<Item = &'a str>) -> Self {
-        let domains = base.into_iter().chain(extra).map(|d| d.trim().to_ascii_lowercase()).filter(|d| !d.is_empty()).collect();
+    pub fn new<'a>(
+        base: impl IntoIterator<Item = &'a str>,
+        extra: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        let domains = base
+            .into_iter()
+            .chain(extra)
+            .map(|d| d.trim().to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
+            .collect();
         FreeMailDomains { domains }
     }
 
@@ -65,7 +127,9 @@ pub fn email_domain(email: &str) -> Option<String> {
     let valid = !local.is_empty()
         && domain.contains('.')
         && !domain.starts_with('.')
-        && domain.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        && domain
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
     valid.then_some(domain)
 }
 
@@ -73,11 +137,17 @@ pub fn email_domain(email: &str) -> Option<String> {
 /// ("acme.com"), or `None` when it does not look like one.
 pub fn normalize_domain(website: &str) -> Option<String> {
     let s = website.trim().to_ascii_lowercase();
-    let s = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")).unwrap_or(&s);
+    let s = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .unwrap_or(&s);
     let s = s.split(['/', '?', '#']).next().unwrap_or_default();
     let s = s.split(':').next().unwrap_or_default();
     let s = s.strip_prefix("www.").unwrap_or(s);
-    let valid = s.contains('.') && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    let valid = s.contains('.')
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
     valid.then(|| s.to_string())
 }
 
@@ -91,28 +161,51 @@ mod tests {
         assert_eq!(f.company_domain("ann@gmail.com"), None);
         assert_eq!(f.company_domain("Ann@Outlook.COM"), None);
         assert_eq!(f.company_domain("bob@icloud.com"), None);
-        assert_eq!(f.company_domain("ann@acme.com").as_deref(), Some("acme.com"));
-        assert_eq!(f.company_domain("ann@ACME.com.").as_deref(), Some("acme.com"));
+        assert_eq!(
+            f.company_domain("ann@acme.com").as_deref(),
+            Some("acme.com")
+        );
+        assert_eq!(
+            f.company_domain("ann@ACME.com.").as_deref(),
+            Some("acme.com")
+        );
     }
 
     #[test]
     fn the_list_can_be_extended() {
-        let f = FreeMailDomains::new(DEFAULT_FREE_MAIL_DOMAINS.iter().copied(), ["corp-mail.example"]);
+        let f = FreeMailDomains::new(
+            DEFAULT_FREE_MAIL_DOMAINS.iter().copied(),
+            ["corp-mail.example"],
+        );
         assert_eq!(f.company_domain("x@corp-mail.example"), None);
     }
 
     #[test]
     fn malformed_addresses_have_no_domain() {
-        for bad in ["", "nobody", "@acme.com", "a@", "a@localhost", "a@ac me.com", "a@.com"] {
+        for bad in [
+            "",
+            "nobody",
+            "@acme.com",
+            "a@",
+            "a@localhost",
+            "a@ac me.com",
+            "a@.com",
+        ] {
             assert_eq!(email_domain(bad), None, "{bad}");
         }
     }
 
     #[test]
     fn websites_normalize_to_domains() {
-        assert_eq!(normalize_domain("https://www.Acme.com/about").as_deref(), Some("acme.com"));
+        assert_eq!(
+            normalize_domain("https://www.Acme.com/about").as_deref(),
+            Some("acme.com")
+        );
         assert_eq!(normalize_domain("acme.io").as_deref(), Some("acme.io"));
-        assert_eq!(normalize_domain("http://app.acme.io:8080/x").as_deref(), Some("app.acme.io"));
+        assert_eq!(
+            normalize_domain("http://app.acme.io:8080/x").as_deref(),
+            Some("app.acme.io")
+        );
         assert_eq!(normalize_domain("Acme Inc"), None);
     }
 }

@@ -16,6 +16,10 @@ pub struct IngestLimits {
 
 impl Default for IngestLimits {
     fn default() -> Self {
-        IngestLimits { max_event_bytes: 32 * 1024, max_request_bytes: 500 * 1024, max_batch_events: 2500 }
+        IngestLimits {
+            max_event_bytes: 32 * 1024,
+            max_request_bytes: 500 * 1024,
+            max_batch_events: 2500,
+        }
     }
 }

@@ -47,9 +47,13 @@ pub fn parse_event(
     ctx: &ParseContext,
 ) -> Result<Event, EventError> {
     if raw.len() > ctx.max_event_bytes {
-        return Err(EventError::TooLarge { size: raw.len(), limit: ctx.max_event_bytes });
+        return Err(EventError::TooLarge {
+            size: raw.len(),
+            limit: ctx.max_event_bytes,
+        });
     }
-    let value: Value = serde_json::from_str(raw).map_err(|e| EventError::InvalidJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_str(raw).map_err(|e| EventError::InvalidJson(e.to_string()))?;
     let Value::Object(obj) = value else {
         return Err(EventError::NotAnObject(json_type(&value)));
     };
@@ -68,9 +72,16 @@ pub fn event_from_object(
     let kind = match forced_kind {
         Some(k) => k,
         None => match obj.get("type") {
-            Some(Value::String(s)) => EventKind::parse(s).ok_or_else(|| EventError::UnknownType(format!("{s:?}")))?,
+            Some(Value::String(s)) => {
+                EventKind::parse(s).ok_or_else(|| EventError::UnknownType(format!("{s:?}")))?
+            }
             Some(other) => return Err(EventError::UnknownType(json_type(other).to_string())),
-            None => return Err(EventError::MissingField { field: "type", kind: "batched" }),
+            None => {
+                return Err(EventError::MissingField {
+                    field: "type",
+                    kind: "batched",
+                })
+            }
         },
     };
     let user_id = id_field(&obj, "userId")?;
@@ -97,17 +108,38 @@ pub fn event_from_object(
         };
     }
     match kind {
-        EventKind::Track if event.is_none() => return Err(EventError::MissingField { field: "event", kind: "track" }),
-        EventKind::Group if group_id.is_none() => return Err(EventError::MissingField { field: "groupId", kind: "group" }),
-        EventKind::Alias if previous_id.is_none() => return Err(EventError::MissingField { field: "previousId", kind: "alias" }),
-        EventKind::Alias if user_id.is_none() => return Err(EventError::MissingField { field: "userId", kind: "alias" }),
+        EventKind::Track if event.is_none() => {
+            return Err(EventError::MissingField {
+                field: "event",
+                kind: "track",
+            })
+        }
+        EventKind::Group if group_id.is_none() => {
+            return Err(EventError::MissingField {
+                field: "groupId",
+                kind: "group",
+            })
+        }
+        EventKind::Alias if previous_id.is_none() => {
+            return Err(EventError::MissingField {
+                field: "previousId",
+                kind: "alias",
+            })
+        }
+        EventKind::Alias if user_id.is_none() => {
+            return Err(EventError::MissingField {
+                field: "userId",
+                kind: "alias",
+            })
+        }
         _ => {}
     }
     let message_id = match id_field(&obj, "messageId")? {
         Some(id) => id,
         None => content_message_id(raw),
     };
-    let original_timestamp = timestamp_field(&obj, "timestamp")?.or(timestamp_field(&obj, "originalTimestamp")?);
+    let original_timestamp =
+        timestamp_field(&obj, "timestamp")?.or(timestamp_field(&obj, "originalTimestamp")?);
     let sent_at = timestamp_field(&obj, "sentAt")?.or(defaults.sent_at);
     let received_at = match (ctx.trust_received_at, timestamp_field(&obj, "receivedAt")?) {
         (true, Some(t)) => t,
@@ -164,10 +196,19 @@ pub(crate) fn id_value(v: &Value, field: &'static str) -> Result<String, EventEr
     let s = match v {
         Value::String(s) => s.trim().to_string(),
         Value::Number(n) => n.to_string(),
-        other => return Err(EventError::WrongType { field, expected: "a string", got: json_type(other) }),
+        other => {
+            return Err(EventError::WrongType {
+                field,
+                expected: "a string",
+                got: json_type(other),
+            })
+        }
     };
     if s.is_empty() || s.chars().count() > MAX_ID_CHARS {
-        return Err(EventError::BadString { field, max: MAX_ID_CHARS });
+        return Err(EventError::BadString {
+            field,
+            max: MAX_ID_CHARS,
+        });
     }
     Ok(s)
 }
@@ -180,30 +221,49 @@ fn id_field(obj: &Map<String, Value>, field: &'static str) -> Result<Option<Stri
     }
 }
 
-fn string_field(obj: &Map<String, Value>, field: &'static str) -> Result<Option<String>, EventError> {
+fn string_field(
+    obj: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<String>, EventError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(EventError::WrongType { field, expected: "a string", got: json_type(other) }),
+        Some(other) => Err(EventError::WrongType {
+            field,
+            expected: "a string",
+            got: json_type(other),
+        }),
     }
 }
 
-fn object_field(obj: &mut Map<String, Value>, field: &'static str) -> Result<Map<String, Value>, EventError> {
+fn object_field(
+    obj: &mut Map<String, Value>,
+    field: &'static str,
+) -> Result<Map<String, Value>, EventError> {
     match obj.remove(field) {
         None | Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(m)) => Ok(m),
-        Some(other) => Err(EventError::WrongType { field, expected: "an object", got: json_type(&other) }),
+        Some(other) => Err(EventError::WrongType {
+            field,
+            expected: "an object",
+            got: json_type(&other),
+        }),
     }
 }
 
-pub(crate) fn timestamp_field(obj: &Map<String, Value>, field: &'static str) -> Result<Option<DateTime<Utc>>, EventError> {
+pub(crate) fn timestamp_field(
+    obj: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<DateTime<Utc>>, EventError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => parse_timestamp(v).map(Some).ok_or_else(|| EventError::BadTimestamp {
-            field,
-            value: v.to_string().chars().take(64).collect(),
-        }),
+        Some(v) => parse_timestamp(v)
+            .map(Some)
+            .ok_or_else(|| EventError::BadTimestamp {
+                field,
+                value: v.to_string().chars().take(64).collect(),
+            }),
     }
 }
 
@@ -226,28 +286,57 @@ mod tests {
 
     #[test]
     fn a_track_call_parses_with_skew_correction() {
-        let e = parse(r#"{"type":"track","event":"Report Created","userId":"u1","messageId":"m1",
+        let e = parse(
+            r#"{"type":"track","event":"Report Created","userId":"u1","messageId":"m1",
             "timestamp":"2026-05-01T12:00:00Z","sentAt":"2026-05-01T12:00:05Z",
-            "properties":{"plan":"free"},"context":{"groupId":"ws1"}}"#)
+            "properties":{"plan":"free"},"context":{"groupId":"ws1"}}"#,
+        )
         .unwrap();
         assert_eq!(e.kind, EventKind::Track);
         assert_eq!(e.group_id.as_deref(), Some("ws1"));
         // Sent 5 s after it happened, received at 12:00:10 → happened at 12:00:05.
-        assert_eq!(e.timestamp, "2026-05-01T12:00:05Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            e.timestamp,
+            "2026-05-01T12:00:05Z".parse::<DateTime<Utc>>().unwrap()
+        );
         assert_eq!(e.properties["plan"], "free");
     }
 
     #[test]
     fn errors_name_the_field() {
         let cases = [
-            (r#"{"type":"track","userId":"u"}"#, "`event` is required for track calls"),
-            (r#"{"type":"track","event":"x"}"#, "every event needs a `userId` or an `anonymousId`"),
-            (r#"{"type":"track","event":"x","userId":{"a":1}}"#, "`userId` must be a string, got an object"),
-            (r#"{"type":"track","event":"x","userId":"u","properties":[1]}"#, "`properties` must be an object, got an array"),
-            (r#"{"type":"track","event":"x","userId":"u","timestamp":"soon"}"#, "`timestamp` is not an ISO-8601 timestamp: \"\\\"soon\\\"\""),
-            (r#"{"type":"fly","userId":"u"}"#, "`type` must be one of track, identify, group, page, screen, alias; got \"fly\""),
-            (r#"{"type":"group","userId":"u"}"#, "`groupId` is required for group calls"),
-            (r#"{"type":"alias","userId":"u"}"#, "`previousId` is required for alias calls"),
+            (
+                r#"{"type":"track","userId":"u"}"#,
+                "`event` is required for track calls",
+            ),
+            (
+                r#"{"type":"track","event":"x"}"#,
+                "every event needs a `userId` or an `anonymousId`",
+            ),
+            (
+                r#"{"type":"track","event":"x","userId":{"a":1}}"#,
+                "`userId` must be a string, got an object",
+            ),
+            (
+                r#"{"type":"track","event":"x","userId":"u","properties":[1]}"#,
+                "`properties` must be an object, got an array",
+            ),
+            (
+                r#"{"type":"track","event":"x","userId":"u","timestamp":"soon"}"#,
+                "`timestamp` is not an ISO-8601 timestamp: \"\\\"soon\\\"\"",
+            ),
+            (
+                r#"{"type":"fly","userId":"u"}"#,
+                "`type` must be one of track, identify, group, page, screen, alias; got \"fly\"",
+            ),
+            (
+                r#"{"type":"group","userId":"u"}"#,
+                "`groupId` is required for group calls",
+            ),
+            (
+                r#"{"type":"alias","userId":"u"}"#,
+                "`previousId` is required for alias calls",
+            ),
             (r#"[1,2]"#, "an event must be a JSON object, got an array"),
         ];
         for (raw, want) in cases {
@@ -258,7 +347,10 @@ mod tests {
 
     #[test]
     fn oversize_events_are_refused() {
-        let big = format!(r#"{{"type":"track","event":"x","userId":"u","properties":{{"p":"{}"}}}}"#, "a".repeat(40_000));
+        let big = format!(
+            r#"{{"type":"track","event":"x","userId":"u","properties":{{"p":"{}"}}}}"#,
+            "a".repeat(40_000)
+        );
         assert_eq!(parse(&big).unwrap_err().code(), "event_too_large");
     }
 
@@ -269,12 +361,23 @@ mod tests {
         let b = parse(raw).unwrap();
         assert_eq!(a.message_id, b.message_id);
         assert!(a.message_id.starts_with("h-"));
-        assert_ne!(a.message_id, parse(r#"{"type":"track","event":"y","userId":"u"}"#).unwrap().message_id);
+        assert_ne!(
+            a.message_id,
+            parse(r#"{"type":"track","event":"y","userId":"u"}"#)
+                .unwrap()
+                .message_id
+        );
     }
 
     #[test]
     fn numeric_ids_become_strings_and_route_type_wins() {
-        let e = parse_event(r#"{"type":"track","userId":42,"traits":{"email":"a@acme.com"}}"#, Some(EventKind::Identify), &BatchDefaults::default(), &ctx()).unwrap();
+        let e = parse_event(
+            r#"{"type":"track","userId":42,"traits":{"email":"a@acme.com"}}"#,
+            Some(EventKind::Identify),
+            &BatchDefaults::default(),
+            &ctx(),
+        )
+        .unwrap();
         assert_eq!(e.kind, EventKind::Identify);
         assert_eq!(e.user_id.as_deref(), Some("42"));
         assert_eq!(e.email(), Some("a@acme.com"));

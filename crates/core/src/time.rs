@@ -20,7 +20,12 @@ fn parse_str(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(t.and_utc());
         }
@@ -30,7 +35,9 @@ fn parse_str(s: &str) -> Option<DateTime<Utc>> {
         if let Ok(t) = DateTime::parse_from_rfc3339(&format!("{date}T{time}")) {
             return Some(t.with_timezone(&Utc));
         }
-        if let Ok(t) = DateTime::parse_from_str(&format!("{date}T{time}"), "%Y-%m-%dT%H:%M:%S%.f%#z") {
+        if let Ok(t) =
+            DateTime::parse_from_str(&format!("{date}T{time}"), "%Y-%m-%dT%H:%M:%S%.f%#z")
+        {
             return Some(t.with_timezone(&Utc));
         }
     }
@@ -58,7 +65,11 @@ mod tests {
             "2026-03-04 05:06:07+00",
         ] {
             let t = parse_timestamp(&json!(s)).unwrap_or_else(|| panic!("{s} did not parse"));
-            assert_eq!(t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), want, "{s}");
+            assert_eq!(
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                want,
+                "{s}"
+            );
         }
         assert!(parse_timestamp(&json!(1772600767000i64)).is_some());
         assert!(parse_timestamp(&json!("yesterday")).is_none());

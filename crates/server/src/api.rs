@@ -18,7 +18,9 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     if state.config.read_tokens.iter().any(|t| *t == token) {
         Ok(())
     } else if state.config.write_keys.iter().any(|k| *k == token) {
-        Err(ApiError::Forbidden("a write key cannot read: use a read token (api.read_tokens)".into()))
+        Err(ApiError::Forbidden(
+            "a write key cannot read: use a read token (api.read_tokens)".into(),
+        ))
     } else {
         Err(ApiError::InvalidKey("read token"))
     }
@@ -76,7 +78,12 @@ pub struct AccountsPage {
     pub accounts: Vec<AccountRow>,
 }
 
-async fn session_call<T: Send + 'static>(state: &AppState, f: impl FnOnce(&dyn upmarket_store::StoreSession) -> Result<T, upmarket_store::StoreError> + Send + 'static) -> Result<T, ApiError> {
+async fn session_call<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&dyn upmarket_store::StoreSession) -> Result<T, upmarket_store::StoreError>
+        + Send
+        + 'static,
+) -> Result<T, ApiError> {
     let sessions = state.sessions.clone();
     tokio::task::spawn_blocking(move || {
         let session = sessions.take()?;
@@ -96,32 +103,51 @@ async fn session_call<T: Send + 'static>(state: &AppState, f: impl FnOnce(&dyn u
 }
 
 /// `GET /api/accounts`.
-pub async fn accounts(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<AccountsQuery>) -> Result<Json<AccountsPage>, ApiError> {
+pub async fn accounts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<AccountsQuery>,
+) -> Result<Json<AccountsPage>, ApiError> {
     authorize(&state, &headers)?;
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > 1000 {
-        return Err(ApiError::InvalidRequest("`limit` must be between 1 and 1000".into()));
+        return Err(ApiError::InvalidRequest(
+            "`limit` must be between 1 and 1000".into(),
+        ));
     }
     let sort = q.sort.as_deref().unwrap_or("score");
     if !matches!(sort, "score" | "account") {
-        return Err(ApiError::InvalidRequest(format!("`sort` must be \"score\" or \"account\", got {sort:?}")));
+        return Err(ApiError::InvalidRequest(format!(
+            "`sort` must be \"score\" or \"account\", got {sort:?}"
+        )));
     }
     let desc = match q.order.as_deref().unwrap_or("desc") {
         "desc" => true,
         "asc" => false,
-        other => return Err(ApiError::InvalidRequest(format!("`order` must be \"asc\" or \"desc\", got {other:?}"))),
+        other => {
+            return Err(ApiError::InvalidRequest(format!(
+                "`order` must be \"asc\" or \"desc\", got {other:?}"
+            )))
+        }
     };
     let model = state.config.model.clone();
     let tier = q.tier.clone();
     if let Some(t) = &tier {
         if !model.tiers.iter().any(|x| &x.name == t) {
             let names: Vec<&str> = model.tiers.iter().map(|t| t.name.as_str()).collect();
-            return Err(ApiError::InvalidRequest(format!("unknown tier {t:?}; this model's tiers: {}", names.join(", "))));
+            return Err(ApiError::InvalidRequest(format!(
+                "unknown tier {t:?}; this model's tiers: {}",
+                names.join(", ")
+            )));
         }
     }
     let m = model.clone();
-    let mut rows: Vec<StoredScore> = session_call(&state, move |s| s.current_scores(&m, tier.as_deref())).await?;
-    rows.retain(|r| q.min_score.is_none_or(|min| r.details.score >= min) && q.pqa.is_none_or(|p| r.details.pqa == p));
+    let mut rows: Vec<StoredScore> =
+        session_call(&state, move |s| s.current_scores(&m, tier.as_deref())).await?;
+    rows.retain(|r| {
+        q.min_score.is_none_or(|min| r.details.score >= min)
+            && q.pqa.is_none_or(|p| r.details.pqa == p)
+    });
     match (sort, desc) {
         ("account", false) => rows.sort_by(|a, b| a.account_id.cmp(&b.account_id)),
         ("account", true) => rows.sort_by(|a, b| b.account_id.cmp(&a.account_id)),
@@ -133,9 +159,22 @@ pub async fn accounts(State(state): State<AppState>, headers: HeaderMap, Query(q
         .into_iter()
         .skip(q.offset.unwrap_or(0))
         .take(limit)
-        .map(|r| AccountRow { account_id: r.account_id, score: r.details.score, tier: r.details.tier, pqa: r.details.pqa, summary: r.details.summary, as_of: r.as_of })
+        .map(|r| AccountRow {
+            account_id: r.account_id,
+            score: r.details.score,
+            tier: r.details.tier,
+            pqa: r.details.pqa,
+            summary: r.details.summary,
+            as_of: r.as_of,
+        })
         .collect();
-    Ok(Json(AccountsPage { model: model.name.clone(), model_version: model.version, level: model.level, total, accounts }))
+    Ok(Json(AccountsPage {
+        model: model.name.clone(),
+        model_version: model.version,
+        level: model.level,
+        total,
+        accounts,
+    }))
 }
 
 /// Body of `GET /api/accounts/{id}`.
@@ -152,12 +191,19 @@ pub struct AccountDetail {
 }
 
 /// `GET /api/accounts/{id}`.
-pub async fn account(State(state): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<AccountDetail>, ApiError> {
+pub async fn account(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<AccountDetail>, ApiError> {
     authorize(&state, &headers)?;
     let model = state.config.model.clone();
     let wanted = id.clone();
     let (current, history) = session_call(&state, move |s| {
-        let current = s.current_scores(&model, None)?.into_iter().find(|r| r.account_id == wanted);
+        let current = s
+            .current_scores(&model, None)?
+            .into_iter()
+            .find(|r| r.account_id == wanted);
         let history = s.history(&model, &wanted)?;
         Ok((current, history))
     })
@@ -165,5 +211,10 @@ pub async fn account(State(state): State<AppState>, headers: HeaderMap, Path(id)
     let Some(current) = current else {
         return Err(ApiError::AccountNotFound(id));
     };
-    Ok(Json(AccountDetail { account_id: current.account_id, as_of: current.as_of, score: current.details, history }))
+    Ok(Json(AccountDetail {
+        account_id: current.account_id,
+        as_of: current.as_of,
+        score: current.details,
+        history,
+    }))
 }

@@ -166,26 +166,49 @@ pub struct Config {
 impl RawConfig {
     /// Reads a config file. A missing `path` gives the empty config (all defaults).
     pub fn load(path: Option<&Path>) -> Result<RawConfig, ConfigError> {
-        let Some(path) = path else { return Ok(RawConfig::default()) };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let Some(path) = path else {
+            return Ok(RawConfig::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses config text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_string(), message: e.to_string().trim().to_string() })
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            message: e.to_string().trim().to_string(),
+        })
     }
 
     /// Applies the environment (`UPMARKET_*`) and flags, fills defaults and validates.
-    pub fn build(self, env: &HashMap<String, String>, overrides: &Overrides) -> Result<Config, ConfigError> {
-        let list = |key: &str| env.get(key).map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect::<Vec<_>>());
+    pub fn build(
+        self,
+        env: &HashMap<String, String>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let list = |key: &str| {
+            env.get(key).map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect::<Vec<_>>()
+            })
+        };
         let data_dir = overrides
             .data_dir
             .clone()
             .or_else(|| env.get("UPMARKET_DATA_DIR").map(PathBuf::from))
             .or(self.data_dir)
             .unwrap_or_else(|| PathBuf::from("upmarket-data"));
-        let (listen_key, listen) = match (&overrides.listen, env.get("UPMARKET_LISTEN"), &self.server.listen) {
+        let (listen_key, listen) = match (
+            &overrides.listen,
+            env.get("UPMARKET_LISTEN"),
+            &self.server.listen,
+        ) {
             (Some(l), _, _) => ("--listen", l.clone()),
             (None, Some(l), _) => ("UPMARKET_LISTEN", l.clone()),
             (None, None, Some(l)) => ("server.listen", l.clone()),
@@ -195,11 +218,21 @@ impl RawConfig {
             key: listen_key.into(),
             message: format!("{listen:?} is not an address like 127.0.0.1:8080"),
         })?;
-        let write_keys = list("UPMARKET_WRITE_KEYS").or(self.ingest.write_keys).unwrap_or_default();
-        let read_tokens = list("UPMARKET_READ_TOKENS").or(self.api.read_tokens).unwrap_or_default();
-        for (key, values) in [("ingest.write_keys", &write_keys), ("api.read_tokens", &read_tokens)] {
+        let write_keys = list("UPMARKET_WRITE_KEYS")
+            .or(self.ingest.write_keys)
+            .unwrap_or_default();
+        let read_tokens = list("UPMARKET_READ_TOKENS")
+            .or(self.api.read_tokens)
+            .unwrap_or_default();
+        for (key, values) in [
+            ("ingest.write_keys", &write_keys),
+            ("api.read_tokens", &read_tokens),
+        ] {
             if let Some(bad) = values.iter().find(|v| v.trim().is_empty() || v.len() < 8) {
-                return Err(ConfigError::Invalid { key: key.into(), message: format!("{bad:?} is too short: use at least 8 characters") });
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    message: format!("{bad:?} is too short: use at least 8 characters"),
+                });
             }
         }
         if let Some(shared) = write_keys.iter().find(|k| read_tokens.contains(k)) {
@@ -210,37 +243,84 @@ impl RawConfig {
         }
         let defaults = IngestLimits::default();
         let limits = IngestLimits {
-            max_event_bytes: positive("ingest.max_event_bytes", self.ingest.max_event_bytes, defaults.max_event_bytes)?,
-            max_request_bytes: positive("ingest.max_request_bytes", self.ingest.max_request_bytes, defaults.max_request_bytes)?,
-            max_batch_events: positive("ingest.max_batch_events", self.ingest.max_batch_events, defaults.max_batch_events)?,
+            max_event_bytes: positive(
+                "ingest.max_event_bytes",
+                self.ingest.max_event_bytes,
+                defaults.max_event_bytes,
+            )?,
+            max_request_bytes: positive(
+                "ingest.max_request_bytes",
+                self.ingest.max_request_bytes,
+                defaults.max_request_bytes,
+            )?,
+            max_batch_events: positive(
+                "ingest.max_batch_events",
+                self.ingest.max_batch_events,
+                defaults.max_batch_events,
+            )?,
         };
         if limits.max_event_bytes > limits.max_request_bytes {
-            return Err(ConfigError::Invalid { key: "ingest.max_event_bytes".into(), message: "must not exceed ingest.max_request_bytes".into() });
+            return Err(ConfigError::Invalid {
+                key: "ingest.max_event_bytes".into(),
+                message: "must not exceed ingest.max_request_bytes".into(),
+            });
         }
         let free_mail = match self.identity.free_mail_domains {
-            Some(list) => FreeMailDomains::new(list.iter().map(String::as_str), self.identity.extra_free_mail_domains.iter().flatten().map(String::as_str)),
-            None => FreeMailDomains::new(DEFAULT_FREE_MAIL_DOMAINS.iter().copied(), self.identity.extra_free_mail_domains.iter().flatten().map(String::as_str)),
+            Some(list) => FreeMailDomains::new(
+                list.iter().map(String::as_str),
+                self.identity
+                    .extra_free_mail_domains
+                    .iter()
+                    .flatten()
+                    .map(String::as_str),
+            ),
+            None => FreeMailDomains::new(
+                DEFAULT_FREE_MAIL_DOMAINS.iter().copied(),
+                self.identity
+                    .extra_free_mail_domains
+                    .iter()
+                    .flatten()
+                    .map(String::as_str),
+            ),
         };
         let (model_text, model_origin) = match &self.scoring.model {
             Some(path) => (
-                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?,
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?,
                 path.display().to_string(),
             ),
-            None => (DEFAULT_MODEL.to_string(), "built-in default (models/default.toml)".to_string()),
+            None => (
+                DEFAULT_MODEL.to_string(),
+                "built-in default (models/default.toml)".to_string(),
+            ),
         };
-        let model = upmarket_core::model::Model::from_toml(&model_text, &model_origin).map_err(ConfigError::Model)?;
+        let model = upmarket_core::model::Model::from_toml(&model_text, &model_origin)
+            .map_err(ConfigError::Model)?;
         Ok(Config {
             model: std::sync::Arc::new(model),
             model_origin,
-            rescore_interval_secs: positive("scoring.rescore_interval_secs", self.scoring.rescore_interval_secs.map(|v| v as usize), 2)? as u64,
+            rescore_interval_secs: positive(
+                "scoring.rescore_interval_secs",
+                self.scoring.rescore_interval_secs.map(|v| v as usize),
+                2,
+            )? as u64,
             data_dir,
             listen,
             write_keys,
             read_tokens,
             limits,
             queue_depth: positive("ingest.queue_depth", self.ingest.queue_depth, 512)?,
-            max_commit_events: positive("ingest.max_commit_events", self.ingest.max_commit_events, 50_000)?,
-            posthog_group_type: self.ingest.posthog_group_type.unwrap_or_else(|| "company".into()),
+            max_commit_events: positive(
+                "ingest.max_commit_events",
+                self.ingest.max_commit_events,
+                50_000,
+            )?,
+            posthog_group_type: self
+                .ingest
+                .posthog_group_type
+                .unwrap_or_else(|| "company".into()),
             free_mail,
         })
     }
@@ -248,7 +328,10 @@ impl RawConfig {
 
 fn positive(key: &str, value: Option<usize>, default: usize) -> Result<usize, ConfigError> {
     match value {
-        Some(0) => Err(ConfigError::Invalid { key: key.into(), message: "must be greater than 0".into() }),
+        Some(0) => Err(ConfigError::Invalid {
+            key: key.into(),
+            message: "must be greater than 0".into(),
+        }),
         Some(v) => Ok(v),
         None => Ok(default),
     }
@@ -260,15 +343,35 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = RawConfig::parse("[ingest]\nwrite_key = ['abc']\n", "up.toml").unwrap_err().to_string();
-        assert!(err.contains("up.toml") && err.contains("write_key"), "{err}");
+        let err = RawConfig::parse("[ingest]\nwrite_key = ['abc']\n", "up.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("up.toml") && err.contains("write_key"),
+            "{err}"
+        );
     }
 
     #[test]
     fn file_then_env_then_flags() {
         let raw = RawConfig::parse("data_dir = 'from-file'\n[server]\nlisten = '127.0.0.1:1'\n[ingest]\nwrite_keys = ['file-key-123']\n", "t").unwrap();
-        let env: HashMap<String, String> = [("UPMARKET_LISTEN".to_string(), "127.0.0.1:2".to_string()), ("UPMARKET_WRITE_KEYS".to_string(), "env-key-123, env-key-456".to_string())].into();
-        let cfg = raw.build(&env, &Overrides { data_dir: Some("from-flag".into()), listen: None }).unwrap();
+        let env: HashMap<String, String> = [
+            ("UPMARKET_LISTEN".to_string(), "127.0.0.1:2".to_string()),
+            (
+                "UPMARKET_WRITE_KEYS".to_string(),
+                "env-key-123, env-key-456".to_string(),
+            ),
+        ]
+        .into();
+        let cfg = raw
+            .build(
+                &env,
+                &Overrides {
+                    data_dir: Some("from-flag".into()),
+                    listen: None,
+                },
+            )
+            .unwrap();
         assert_eq!(cfg.data_dir, PathBuf::from("from-flag"));
         assert_eq!(cfg.listen.port(), 2);
         assert_eq!(cfg.write_keys, vec!["env-key-123", "env-key-456"]);
@@ -276,17 +379,39 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_key() {
-        let err = RawConfig::parse("[ingest]\nmax_batch_events = 0\n", "t").unwrap().build(&HashMap::new(), &Overrides::default()).unwrap_err();
-        assert_eq!(err.to_string(), "config `ingest.max_batch_events`: must be greater than 0");
-        let err = RawConfig::parse("[server]\nlisten = 'nowhere'\n", "t").unwrap().build(&HashMap::new(), &Overrides::default()).unwrap_err();
-        assert!(err.to_string().starts_with("config `server.listen`"), "{err}");
-        let err = RawConfig::parse("[ingest]\nwrite_keys=['same-key-1']\n[api]\nread_tokens=['same-key-1']\n", "t").unwrap().build(&HashMap::new(), &Overrides::default()).unwrap_err();
+        let err = RawConfig::parse("[ingest]\nmax_batch_events = 0\n", "t")
+            .unwrap()
+            .build(&HashMap::new(), &Overrides::default())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "config `ingest.max_batch_events`: must be greater than 0"
+        );
+        let err = RawConfig::parse("[server]\nlisten = 'nowhere'\n", "t")
+            .unwrap()
+            .build(&HashMap::new(), &Overrides::default())
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("config `server.listen`"),
+            "{err}"
+        );
+        let err = RawConfig::parse(
+            "[ingest]\nwrite_keys=['same-key-1']\n[api]\nread_tokens=['same-key-1']\n",
+            "t",
+        )
+        .unwrap()
+        .build(&HashMap::new(), &Overrides::default())
+        .unwrap_err();
         assert!(err.to_string().contains("also a write key"), "{err}");
     }
 
     #[test]
     fn free_mail_list_is_overridable() {
         let cfg = RawConfig::parse("[identity]\nfree_mail_domains = ['only.example']\nextra_free_mail_domains = ['two.example']\n", "t").unwrap().build(&HashMap::new(), &Overrides::default()).unwrap();
-        assert!(cfg.free_mail.contains("only.example") && cfg.free_mail.contains("two.example") && !cfg.free_mail.contains("gmail.com"));
+        assert!(
+            cfg.free_mail.contains("only.example")
+                && cfg.free_mail.contains("two.example")
+                && !cfg.free_mail.contains("gmail.com")
+        );
     }
 }

@@ -70,19 +70,43 @@ impl ApiError {
     pub fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         use ApiError::*;
         match self {
-            InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", "invalid_request"),
+            InvalidRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "invalid_request",
+            ),
             MissingKey(_) => (StatusCode::UNAUTHORIZED, "missing_key", "auth"),
             InvalidKey(_) => (StatusCode::UNAUTHORIZED, "invalid_key", "auth"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "auth"),
-            PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "invalid_request"),
-            TooManyEvents { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_events", "invalid_request"),
-            UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding", "invalid_request"),
+            PayloadTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "invalid_request",
+            ),
+            TooManyEvents { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_events",
+                "invalid_request",
+            ),
+            UnsupportedEncoding(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_encoding",
+                "invalid_request",
+            ),
             InvalidEvent { code, .. } => (StatusCode::BAD_REQUEST, code, "invalid_request"),
-            AllEventsRejected(_) => (StatusCode::BAD_REQUEST, "all_events_rejected", "invalid_request"),
+            AllEventsRejected(_) => (
+                StatusCode::BAD_REQUEST,
+                "all_events_rejected",
+                "invalid_request",
+            ),
             Saturated => (StatusCode::TOO_MANY_REQUESTS, "writer_saturated", "system"),
             Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "system"),
             NotFound => (StatusCode::NOT_FOUND, "not_found", "invalid_request"),
-            AccountNotFound(_) => (StatusCode::NOT_FOUND, "account_not_found", "invalid_request"),
+            AccountNotFound(_) => (
+                StatusCode::NOT_FOUND,
+                "account_not_found",
+                "invalid_request",
+            ),
         }
     }
 
@@ -135,7 +159,9 @@ impl IntoResponse for ApiError {
         };
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::TOO_MANY_REQUESTS {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }

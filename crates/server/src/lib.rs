@@ -41,7 +41,13 @@ pub struct AppState {
 /// The whole HTTP application, ready to serve. Tests mount it in-process.
 pub fn create_app(state: AppState) -> Router {
     let single = |kind: EventKind| {
-        post(move |State(s): State<AppState>, headers: axum::http::HeaderMap, body: axum::body::Body| ingest::segment::single(kind, s, headers, body))
+        post(
+            move |State(s): State<AppState>,
+                  headers: axum::http::HeaderMap,
+                  body: axum::body::Body| {
+                ingest::segment::single(kind, s, headers, body)
+            },
+        )
     };
     let capture = post(ingest::posthog::capture);
     Router::new()
@@ -76,20 +82,32 @@ pub async fn serve(config: Config, store: Box<dyn upmarket_store::Store>) -> any
     let root = store.reader()?;
     let scorer_session = root.fork()?;
     let (writer, writer_thread) = spawn_writer(store, config.queue_depth, config.max_commit_events);
-    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     tracing::info!(addr = %listener.local_addr()?, model = %config.model.name, version = config.model.version, "listening");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let scorer = {
         let (model, stop) = (config.model.clone(), stop.clone());
         let interval = std::time::Duration::from_secs(config.rescore_interval_secs);
-        std::thread::Builder::new().name("upmarket-rescorer".into()).spawn(move || rescorer::run(scorer_session, model, interval, stop))?
+        std::thread::Builder::new()
+            .name("upmarket-rescorer".into())
+            .spawn(move || rescorer::run(scorer_session, model, interval, stop))?
     };
-    let state = AppState { config: Arc::new(config), writer, sessions: sessions::SessionPool::new(root) };
-    axum::serve(listener, create_app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    let state = AppState {
+        config: Arc::new(config),
+        writer,
+        sessions: sessions::SessionPool::new(root),
+    };
+    axum::serve(listener, create_app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = tokio::task::spawn_blocking(move || scorer.join()).await;
     // The router (and with it every writer handle) is gone: the writer drains and stops.
-    tokio::task::spawn_blocking(move || writer_thread.join()).await?.map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
+    tokio::task::spawn_blocking(move || writer_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
     Ok(())
 }
 

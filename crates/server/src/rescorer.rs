@@ -10,7 +10,11 @@ use upmarket_core::model::Model;
 use upmarket_store::{StoreError, StoreSession};
 
 /// Scores every account as of `as_of` and saves current scores and that day's history.
-pub fn score_all(session: &dyn StoreSession, model: &Model, as_of: chrono::NaiveDateTime) -> Result<usize, StoreError> {
+pub fn score_all(
+    session: &dyn StoreSession,
+    model: &Model,
+    as_of: chrono::NaiveDateTime,
+) -> Result<usize, StoreError> {
     let scores = session.score_accounts(model, as_of, None)?;
     session.save_current_scores(model, as_of, &scores)?;
     session.save_history(model, as_of.date(), &scores)?;
@@ -18,7 +22,11 @@ pub fn score_all(session: &dyn StoreSession, model: &Model, as_of: chrono::Naive
 }
 
 /// Re-scores the accounts touched since `after_seq`; returns the new watermark.
-pub fn rescore_touched(session: &dyn StoreSession, model: &Model, after_seq: i64) -> Result<(usize, i64), StoreError> {
+pub fn rescore_touched(
+    session: &dyn StoreSession,
+    model: &Model,
+    after_seq: i64,
+) -> Result<(usize, i64), StoreError> {
     let (touched, newest) = session.touched_accounts(model.level, after_seq)?;
     if touched.is_empty() {
         return Ok((0, newest));
@@ -34,7 +42,12 @@ pub fn rescore_touched(session: &dyn StoreSession, model: &Model, after_seq: i64
 }
 
 /// Runs until `stop` is set.
-pub fn run(session: Box<dyn StoreSession>, model: Arc<Model>, interval: Duration, stop: Arc<AtomicBool>) {
+pub fn run(
+    session: Box<dyn StoreSession>,
+    model: Arc<Model>,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) {
     let started = Instant::now();
     let now = match session.scoring_clock() {
         Ok(t) => t,
@@ -51,7 +64,11 @@ pub fn run(session: Box<dyn StoreSession>, model: Arc<Model>, interval: Duration
         }
     };
     match score_all(session.as_ref(), &model, now) {
-        Ok(n) => tracing::info!(accounts = n, ms = started.elapsed().as_millis() as u64, "scored all accounts"),
+        Ok(n) => tracing::info!(
+            accounts = n,
+            ms = started.elapsed().as_millis() as u64,
+            "scored all accounts"
+        ),
         Err(e) => tracing::error!(error = %e, "initial scoring failed"),
     }
     let mut next = Instant::now() + interval;

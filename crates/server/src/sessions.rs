@@ -18,15 +18,30 @@ struct Inner {
 impl SessionPool {
     /// A pool forking from `root`.
     pub fn new(root: Box<dyn StoreSession>) -> Self {
-        SessionPool { inner: Arc::new(Inner { root: Mutex::new(root), idle: Mutex::new(Vec::new()) }) }
+        SessionPool {
+            inner: Arc::new(Inner {
+                root: Mutex::new(root),
+                idle: Mutex::new(Vec::new()),
+            }),
+        }
     }
 
     /// An idle session, or a new one.
     pub fn take(&self) -> Result<Box<dyn StoreSession>, StoreError> {
-        if let Some(s) = self.inner.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+        if let Some(s) = self
+            .inner
+            .idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+        {
             return Ok(s);
         }
-        self.inner.root.lock().unwrap_or_else(|p| p.into_inner()).fork()
+        self.inner
+            .root
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fork()
     }
 
     /// Returns a session for reuse.

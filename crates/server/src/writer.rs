@@ -38,7 +38,11 @@ pub struct WriterHandle {
 /// Starts the writer thread. `queue_depth` requests may wait; beyond that, submissions get
 /// [`WriteError::Saturated`]. One commit holds at most `max_commit_events` events (a single
 /// larger request is still committed whole).
-pub fn spawn_writer(store: Box<dyn Store>, queue_depth: usize, max_commit_events: usize) -> (WriterHandle, JoinHandle<()>) {
+pub fn spawn_writer(
+    store: Box<dyn Store>,
+    queue_depth: usize,
+    max_commit_events: usize,
+) -> (WriterHandle, JoinHandle<()>) {
     let (tx, rx) = sync_channel(queue_depth);
     let thread = std::thread::Builder::new()
         .name("upmarket-writer".into())
@@ -63,7 +67,9 @@ impl WriterHandle {
     /// in-process importers, which would rather slow down than be refused.
     pub fn write_blocking(&self, events: Vec<Event>) -> Result<Vec<AppendStatus>, WriteError> {
         let (reply, answer) = oneshot::channel();
-        self.queue.send(Request { events, reply }).map_err(|_| WriteError::Stopped)?;
+        self.queue
+            .send(Request { events, reply })
+            .map_err(|_| WriteError::Stopped)?;
         answer.blocking_recv().map_err(|_| WriteError::Stopped)?
     }
 }
@@ -82,11 +88,19 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Request>, max_commit_events: usiz
             }
         }
         let lens: Vec<usize> = group.iter().map(|r| r.events.len()).collect();
-        let all: Vec<Event> = group.iter_mut().flat_map(|r| std::mem::take(&mut r.events)).collect();
+        let all: Vec<Event> = group
+            .iter_mut()
+            .flat_map(|r| std::mem::take(&mut r.events))
+            .collect();
         let started = std::time::Instant::now();
         match store.append(&all) {
             Ok(statuses) => {
-                tracing::debug!(events = all.len(), requests = group.len(), ms = started.elapsed().as_millis() as u64, "committed");
+                tracing::debug!(
+                    events = all.len(),
+                    requests = group.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "committed"
+                );
                 // The requests' events were concatenated in order; hand each its own slice.
                 let mut rest = statuses.as_slice();
                 for (r, n) in group.into_iter().zip(lens) {
@@ -105,4 +119,3 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Request>, max_commit_events: usiz
     }
     tracing::info!("writer stopped");
 }
-

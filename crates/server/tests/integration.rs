@@ -19,17 +19,38 @@ struct TestServer {
 }
 
 fn server_with(config_toml: &str) -> TestServer {
-    let config = RawConfig::parse(config_toml, "test").unwrap().build(&HashMap::new(), &Overrides::default()).unwrap();
+    let config = RawConfig::parse(config_toml, "test")
+        .unwrap()
+        .build(&HashMap::new(), &Overrides::default())
+        .unwrap();
     let store = DuckDbStore::open_in_memory(&FreeMailDomains::default()).unwrap();
     let reader = store.reader().unwrap();
     let sessions = upmarket_server::sessions::SessionPool::new(store.reader().unwrap());
-    let (writer, _thread) = spawn_writer(Box::new(store), config.queue_depth, config.max_commit_events);
-    let state = AppState { config: Arc::new(config), writer, sessions };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let (writer, _thread) = spawn_writer(
+        Box::new(store),
+        config.queue_depth,
+        config.max_commit_events,
+    );
+    let state = AppState {
+        config: Arc::new(config),
+        writer,
+        sessions,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     runtime.spawn(async move { axum::serve(listener, create_app(state)).await });
-    TestServer { url, reader, _runtime: runtime }
+    TestServer {
+        url,
+        reader,
+        _runtime: runtime,
+    }
 }
 
 const READ: &str = "rt_test_0123456789";
@@ -48,16 +69,25 @@ fn get(url: &str, token: Option<&str>) -> (u16, Value) {
     let mut resp = req.call().expect("request sent");
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 fn basic() -> String {
     use base64::Engine;
-    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:")))
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:"))
+    )
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
 }
 
 /// POSTs `body` with the given headers; returns status and parsed JSON body.
@@ -69,11 +99,21 @@ fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Value) {
     let mut resp = req.send(body).expect("request sent");
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 fn post_json(s: &TestServer, path: &str, body: Value) -> (u16, Value) {
-    post(&format!("{}{path}", s.url), &[("Authorization", &basic()), ("Content-Type", "application/json")], body.to_string().as_bytes())
+    post(
+        &format!("{}{path}", s.url),
+        &[
+            ("Authorization", &basic()),
+            ("Content-Type", "application/json"),
+        ],
+        body.to_string().as_bytes(),
+    )
 }
 
 #[test]
@@ -84,7 +124,10 @@ fn track_then_retry_is_stored_once() {
     assert_eq!(status, 200, "{body}");
     insta::assert_json_snapshot!("track_ok", body);
     let (_, body) = post_json(&s, "/v1/track", ev);
-    assert_eq!((body["stored"].as_u64(), body["duplicates"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (body["stored"].as_u64(), body["duplicates"].as_u64()),
+        (Some(0), Some(1))
+    );
     assert_eq!(s.reader.message_counts(&["m-1".into()]).unwrap()["m-1"], 1);
 }
 
@@ -103,7 +146,10 @@ fn a_batch_stores_good_events_and_reports_bad_ones() {
     );
     assert_eq!(status, 200);
     insta::assert_json_snapshot!("batch_partial", body);
-    let counts = s.reader.message_counts(&["b-1".into(), "b-2".into(), "b-4".into()]).unwrap();
+    let counts = s
+        .reader
+        .message_counts(&["b-1".into(), "b-2".into(), "b-4".into()])
+        .unwrap();
     assert_eq!((counts["b-1"], counts["b-2"], counts["b-4"]), (1, 0, 1));
 }
 
@@ -114,26 +160,125 @@ fn client_mistakes_get_named_4xx_errors() {
     let auth = basic();
     let json_ct = ("Content-Type", "application/json");
     let cases: Vec<(&str, u16, (u16, Value))> = vec![
-        ("invalid_json", 400, post(&url("/v1/track"), &[("Authorization", &auth), json_ct], b"{not json")),
-        ("missing_key", 401, post(&url("/v1/track"), &[json_ct], br#"{"userId":"u","event":"x"}"#)),
-        ("invalid_key", 401, post(&url("/v1/track"), &[json_ct], br#"{"userId":"u","event":"x","writeKey":"wrong-key-123"}"#)),
-        ("missing_identity", 400, post(&url("/v1/track"), &[("Authorization", &auth), json_ct], br#"{"event":"x"}"#)),
-        ("wrong_type", 400, post(&url("/v1/identify"), &[("Authorization", &auth), json_ct], br#"{"userId":"u","traits":"ceo"}"#)),
-        ("all_rejected", 400, post(&url("/v1/batch"), &[("Authorization", &auth), json_ct], br#"{"batch":[{"type":"nope","userId":"u"}]}"#)),
-        ("batch_not_array", 400, post(&url("/v1/batch"), &[("Authorization", &auth), json_ct], br#"{"batch":{"type":"track"}}"#)),
-        ("too_many_events", 413, post(&url("/v1/batch"), &[("Authorization", &auth), json_ct], json!({"batch": vec![json!({"type":"track","userId":"u","event":"x"}); 11]}).to_string().as_bytes())),
-        ("event_too_large", 400, post(&url("/v1/track"), &[("Authorization", &auth), json_ct], json!({"userId":"u","event":"x","properties":{"p":"a".repeat(3000)}}).to_string().as_bytes())),
+        (
+            "invalid_json",
+            400,
+            post(
+                &url("/v1/track"),
+                &[("Authorization", &auth), json_ct],
+                b"{not json",
+            ),
+        ),
+        (
+            "missing_key",
+            401,
+            post(
+                &url("/v1/track"),
+                &[json_ct],
+                br#"{"userId":"u","event":"x"}"#,
+            ),
+        ),
+        (
+            "invalid_key",
+            401,
+            post(
+                &url("/v1/track"),
+                &[json_ct],
+                br#"{"userId":"u","event":"x","writeKey":"wrong-key-123"}"#,
+            ),
+        ),
+        (
+            "missing_identity",
+            400,
+            post(
+                &url("/v1/track"),
+                &[("Authorization", &auth), json_ct],
+                br#"{"event":"x"}"#,
+            ),
+        ),
+        (
+            "wrong_type",
+            400,
+            post(
+                &url("/v1/identify"),
+                &[("Authorization", &auth), json_ct],
+                br#"{"userId":"u","traits":"ceo"}"#,
+            ),
+        ),
+        (
+            "all_rejected",
+            400,
+            post(
+                &url("/v1/batch"),
+                &[("Authorization", &auth), json_ct],
+                br#"{"batch":[{"type":"nope","userId":"u"}]}"#,
+            ),
+        ),
+        (
+            "batch_not_array",
+            400,
+            post(
+                &url("/v1/batch"),
+                &[("Authorization", &auth), json_ct],
+                br#"{"batch":{"type":"track"}}"#,
+            ),
+        ),
+        (
+            "too_many_events",
+            413,
+            post(
+                &url("/v1/batch"),
+                &[("Authorization", &auth), json_ct],
+                json!({"batch": vec![json!({"type":"track","userId":"u","event":"x"}); 11]})
+                    .to_string()
+                    .as_bytes(),
+            ),
+        ),
+        (
+            "event_too_large",
+            400,
+            post(
+                &url("/v1/track"),
+                &[("Authorization", &auth), json_ct],
+                json!({"userId":"u","event":"x","properties":{"p":"a".repeat(3000)}})
+                    .to_string()
+                    .as_bytes(),
+            ),
+        ),
         // 200 KB that gzip to a few hundred bytes: the limit applies after decompression. (A raw
         // oversized body is refused before it is read, which races with the client still
         // sending it, so the raw path is not asserted here.)
-        ("request_too_large", 413, post(&url("/v1/batch"), &[("Authorization", &auth), json_ct, ("Content-Encoding", "gzip")], &gzip("x".repeat(200_000).as_bytes()))),
-        ("unsupported_encoding", 415, post(&url("/v1/track"), &[("Authorization", &auth), ("Content-Encoding", "br")], b"...")),
+        (
+            "request_too_large",
+            413,
+            post(
+                &url("/v1/batch"),
+                &[
+                    ("Authorization", &auth),
+                    json_ct,
+                    ("Content-Encoding", "gzip"),
+                ],
+                &gzip("x".repeat(200_000).as_bytes()),
+            ),
+        ),
+        (
+            "unsupported_encoding",
+            415,
+            post(
+                &url("/v1/track"),
+                &[("Authorization", &auth), ("Content-Encoding", "br")],
+                b"...",
+            ),
+        ),
         ("not_found", 404, post(&url("/v2/nothing"), &[], b"")),
     ];
     for (name, want, (status, body)) in cases {
         assert_eq!(status, want, "{name}: {body}");
         for field in ["message", "code", "type", "link"] {
-            assert!(body.get(field).is_some(), "{name}: error body lacks {field}: {body}");
+            assert!(
+                body.get(field).is_some(),
+                "{name}: error body lacks {field}: {body}"
+            );
         }
         insta::assert_json_snapshot!(format!("error_{name}"), body);
     }
@@ -148,12 +293,20 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 #[test]
 fn gzip_is_read_whatever_the_content_type_says() {
     let s = server();
-    let body = json!({"batch":[{"type":"track","userId":"u","event":"x","messageId":"gz-1"}]}).to_string();
+    let body =
+        json!({"batch":[{"type":"track","userId":"u","event":"x","messageId":"gz-1"}]}).to_string();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(body.as_bytes()).unwrap();
     let gz = gz.finish().unwrap();
     // RudderStack's Node SDK: gzip labelled as a form.
-    let (status, resp) = post(&format!("{}/v1/batch", s.url), &[("Authorization", &basic()), ("Content-Type", "application/x-www-form-urlencoded")], &gz);
+    let (status, resp) = post(
+        &format!("{}/v1/batch", s.url),
+        &[
+            ("Authorization", &basic()),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        &gz,
+    );
     assert_eq!((status, resp["stored"].as_u64()), (200, Some(1)), "{resp}");
 }
 
@@ -173,12 +326,27 @@ fn posthog_capture_routes_accept_batches_and_single_events() {
     assert_eq!(status, 200, "{body}");
     insta::assert_json_snapshot!("posthog_batch", body);
     for path in ["/capture/", "/e/", "/i/v0/e/", "/e"] {
-        let (status, body) = post(&format!("{}{path}", s.url), &[], json!({"api_key": KEY, "event":"x","distinct_id":"u2"}).to_string().as_bytes());
+        let (status, body) = post(
+            &format!("{}{path}", s.url),
+            &[],
+            json!({"api_key": KEY, "event":"x","distinct_id":"u2"})
+                .to_string()
+                .as_bytes(),
+        );
         assert_eq!(status, 200, "{path}: {body}");
     }
     let a = s.reader.attribution("ph-1").unwrap().unwrap();
-    assert_eq!((a.workspace_id.as_deref(), a.company_id.as_deref()), (Some("c1"), Some("acme.com")));
-    let (status, _) = post(&format!("{}/batch/", s.url), &[], json!({"api_key": "nope-nope-nope", "batch": []}).to_string().as_bytes());
+    assert_eq!(
+        (a.workspace_id.as_deref(), a.company_id.as_deref()),
+        (Some("c1"), Some("acme.com"))
+    );
+    let (status, _) = post(
+        &format!("{}/batch/", s.url),
+        &[],
+        json!({"api_key": "nope-nope-nope", "batch": []})
+            .to_string()
+            .as_bytes(),
+    );
     assert_eq!(status, 401);
 }
 
@@ -189,13 +357,29 @@ fn the_read_api_needs_a_read_token_and_write_keys_cannot_read() {
     assert_eq!(get(&url, None).0, 401);
     assert_eq!(get(&url, Some("not-a-token-at-all")).0, 401);
     let (status, body) = get(&url, Some(KEY));
-    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("forbidden")),
+        "{body}"
+    );
     let (status, body) = get(&url, Some(READ));
     assert_eq!(status, 200, "{body}");
-    assert_eq!((body["model"].as_str(), body["total"].as_u64()), (Some("default"), Some(0)));
+    assert_eq!(
+        (body["model"].as_str(), body["total"].as_u64()),
+        (Some("default"), Some(0))
+    );
     let (status, body) = get(&format!("{url}?tier=vip"), Some(READ));
     assert_eq!(status, 400);
-    assert!(body["message"].as_str().unwrap_or_default().contains("unknown tier \"vip\""), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown tier \"vip\""),
+        "{body}"
+    );
     let (status, body) = get(&format!("{url}/ws-nope"), Some(READ));
-    assert_eq!((status, body["code"].as_str()), (404, Some("account_not_found")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("account_not_found"))
+    );
 }

@@ -84,7 +84,9 @@ fn sigmoid(x: f64) -> f64 {
 
 fn capitalize(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
 }
 
 /// A unique company name and domain for index `i` (bijective, so domains never collide).
@@ -97,7 +99,11 @@ pub fn company_identity(i: u64, lead_only: bool) -> (String, String) {
     let rest = j / COMPANY_PREFIX.len() as u64;
     let s = COMPANY_SUFFIX[(rest % COMPANY_SUFFIX.len() as u64) as usize];
     let tld = TLDS[(rest / COMPANY_SUFFIX.len() as u64 % TLDS.len() as u64) as usize];
-    let base = if round == 0 { format!("{p}{s}") } else { format!("{p}{s}{round}") };
+    let base = if round == 0 {
+        format!("{p}{s}")
+    } else {
+        format!("{p}{s}{round}")
+    };
     (capitalize(&base), format!("{base}.{tld}"))
 }
 
@@ -117,7 +123,11 @@ pub fn generate(seed: u64, index: u64, days: i64) -> Company {
     let intent = sigmoid(-1.7 + 1.4 * z);
     let (name, domain) = company_identity(index, false);
     let power_user_no_intent = !solo && rng.chance(0.05);
-    let intent = if power_user_no_intent { intent.min(0.05) } else { intent };
+    let intent = if power_user_no_intent {
+        intent.min(0.05)
+    } else {
+        intent
+    };
     let mut company = Company {
         index,
         domain: (!solo).then(|| domain.clone()),
@@ -129,7 +139,11 @@ pub fn generate(seed: u64, index: u64, days: i64) -> Company {
         buyer_is_user: false,
         power_user_no_intent,
     };
-    let n_ws = if !solo && employees > 200 && rng.chance(0.3) { 2 + rng.range(0, 2) } else { 1 };
+    let n_ws = if !solo && employees > 200 && rng.chance(0.3) {
+        2 + rng.range(0, 2)
+    } else {
+        1
+    };
     let company_start = rng.range(0, (days as f64 * 0.85) as u64) as i64;
     for w in 0..n_ws {
         let start = company_start + if w == 0 { 0 } else { rng.range(10, 150) as i64 };
@@ -140,22 +154,44 @@ pub fn generate(seed: u64, index: u64, days: i64) -> Company {
         company.workspaces.push(ws);
     }
     if power_user_no_intent {
-        if let Some(u) = company.workspaces.first_mut().and_then(|w| w.users.first_mut()) {
+        if let Some(u) = company
+            .workspaces
+            .first_mut()
+            .and_then(|w| w.users.first_mut())
+        {
             u.activity = 0.95;
         }
     }
     // The buyer is a senior user only sometimes: most usage has no buyer in it.
-    let senior_users = company.workspaces.iter().flat_map(|w| &w.users).filter(|u| u.seniority >= 2 && !u.bot).count();
+    let senior_users = company
+        .workspaces
+        .iter()
+        .flat_map(|w| &w.users)
+        .filter(|u| u.seniority >= 2 && !u.bot)
+        .count();
     company.buyer_is_user = !solo && senior_users > 0 && rng.chance(0.20 + 0.25 * intent);
     company
 }
 
-fn workspace(rng: &mut Rng, c: &Company, w: u64, start: i64, days: i64, solo: bool, domain: &str) -> Workspace {
+fn workspace(
+    rng: &mut Rng,
+    c: &Company,
+    w: u64,
+    start: i64,
+    days: i64,
+    solo: bool,
+    domain: &str,
+) -> Workspace {
     let p = c.intent;
     let size_factor = [0.45, 0.8, 1.0, 1.2, 1.35, 1.5][c.size_band];
     let cap = c.employees.min(80) as f64;
-    let team = if solo { 1 } else { (1.0 + rng.poisson(0.6 + 10.0 * p * size_factor) as f64).min(cap) as usize };
-    let burst_day = (team >= 4 && rng.chance(0.3 + 0.5 * p)).then(|| start + rng.range(20, 200) as i64);
+    let team = if solo {
+        1
+    } else {
+        (1.0 + rng.poisson(0.6 + 10.0 * p * size_factor) as f64).min(cap) as usize
+    };
+    let burst_day =
+        (team >= 4 && rng.chance(0.3 + 0.5 * p)).then(|| start + rng.range(20, 200) as i64);
     let mut users: Vec<User> = Vec::with_capacity(team);
     for k in 0..team {
         let join_day = if k == 0 {
@@ -170,7 +206,11 @@ fn workspace(rng: &mut Rng, c: &Company, w: u64, start: i64, days: i64, solo: bo
         }
         let first = *rng.pick(FIRST);
         let last = *rng.pick(LAST);
-        let seniority = if solo { rng.weighted(&[0.8, 0.15, 0.05, 0.0, 0.0]) } else { rng.weighted(SENIORITY_WEIGHTS) };
+        let seniority = if solo {
+            rng.weighted(&[0.8, 0.15, 0.05, 0.0, 0.0])
+        } else {
+            rng.weighted(SENIORITY_WEIGHTS)
+        };
         let department = *rng.pick(DEPARTMENTS);
         let uid = format!("u{}-{}-{}", c.index, w, k);
         let email = if solo || rng.chance(0.12) {
@@ -179,7 +219,11 @@ fn workspace(rng: &mut Rng, c: &Company, w: u64, start: i64, days: i64, solo: bo
             format!("{first}.{last}{k}@{domain}")
         };
         let engagement = (0.3 + 0.5 * p + 0.2 * rng.normal()).clamp(0.02, 1.0);
-        let screens = if rng.chance(0.5 + 0.45 * p) { 4 } else { rng.range(0, 4) as u8 };
+        let screens = if rng.chance(0.5 + 0.45 * p) {
+            4
+        } else {
+            rng.range(0, 4) as u8
+        };
         let invited_by = (k > 0).then(|| rng.range(0, users.len().max(1) as u64) as usize);
         users.push(User {
             id: uid.clone(),
@@ -214,17 +258,32 @@ fn workspace(rng: &mut Rng, c: &Company, w: u64, start: i64, days: i64, solo: bo
         });
     }
     let churn_day = (p < 0.15 && rng.chance(0.35)).then(|| start + rng.range(20, 200) as i64);
-    let trial_day = rng.chance(0.22 + 0.25 * p).then(|| start + rng.range(3, 90) as i64);
+    let trial_day = rng
+        .chance(0.22 + 0.25 * p)
+        .then(|| start + rng.range(3, 90) as i64);
     let paid_day = match trial_day {
         Some(t) => rng.chance(0.04 + 0.30 * p).then_some(t + 14),
-        None => rng.chance(0.02 + 0.18 * p).then(|| start + rng.range(20, 200) as i64),
+        None => rng
+            .chance(0.02 + 0.18 * p)
+            .then(|| start + rng.range(20, 200) as i64),
     };
     let full_team_day = users.iter().map(|u| u.join_day).max().unwrap_or(start);
     let big = users.len() >= 7;
-    let hand_raise_day = (!solo && rng.chance(0.005 + 0.30 * p * if big { 1.0 } else { 0.25 })).then(|| full_team_day + rng.range(0, 60) as i64);
+    let hand_raise_day = (!solo && rng.chance(0.005 + 0.30 * p * if big { 1.0 } else { 0.25 }))
+        .then(|| full_team_day + rng.range(0, 60) as i64);
     Workspace {
         id: format!("ws{}-{}", c.index, w),
-        name: if solo { "Personal".into() } else if w == 0 { c.name.clone() } else { format!("{} {}", c.name, ["Marketing", "Data", "Ops"][(w as usize - 1) % 3]) },
+        name: if solo {
+            "Personal".into()
+        } else if w == 0 {
+            c.name.clone()
+        } else {
+            format!(
+                "{} {}",
+                c.name,
+                ["Marketing", "Data", "Ops"][(w as usize - 1) % 3]
+            )
+        },
         start_day: start,
         users,
         churn_day,

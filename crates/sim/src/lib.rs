@@ -44,7 +44,12 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig { accounts: 3000, days: 365, seed: 42, start: NaiveDate::from_ymd_opt(2025, 11, 1).unwrap_or_default() }
+        SimConfig {
+            accounts: 3000,
+            days: 365,
+            seed: 42,
+            start: NaiveDate::from_ymd_opt(2025, 11, 1).unwrap_or_default(),
+        }
     }
 }
 
@@ -83,21 +88,48 @@ fn csv_field(s: &str) -> String {
 }
 
 /// Runs the simulation into `out` (created if needed).
-pub fn simulate(config: &SimConfig, out: &Path, mut progress: impl FnMut(u64)) -> Result<SimSummary, SimError> {
+pub fn simulate(
+    config: &SimConfig,
+    out: &Path,
+    mut progress: impl FnMut(u64),
+) -> Result<SimSummary, SimError> {
     fn io(path: &Path) -> impl Fn(std::io::Error) -> SimError + '_ {
-        move |source| SimError { path: path.display().to_string(), source }
+        move |source| SimError {
+            path: path.display().to_string(),
+            source,
+        }
     }
     std::fs::create_dir_all(out).map_err(io(out))?;
     let open = |name: &str| -> Result<BufWriter<File>, SimError> {
         let path = out.join(name);
-        Ok(BufWriter::with_capacity(1 << 20, File::create(&path).map_err(io(&path))?))
+        Ok(BufWriter::with_capacity(
+            1 << 20,
+            File::create(&path).map_err(io(&path))?,
+        ))
     };
-    let (mut events, mut outcomes, mut leads, mut truth) = (open(FILES[0])?, open(FILES[1])?, open(FILES[2])?, open(FILES[3])?);
+    let (mut events, mut outcomes, mut leads, mut truth) = (
+        open(FILES[0])?,
+        open(FILES[1])?,
+        open(FILES[2])?,
+        open(FILES[3])?,
+    );
     let start = config.start.and_time(NaiveTime::MIN).and_utc().timestamp();
-    let day_str = |d: i64| (config.start + chrono::Days::new(d.max(0) as u64)).format("%Y-%m-%d").to_string();
+    let day_str = |d: i64| {
+        (config.start + chrono::Days::new(d.max(0) as u64))
+            .format("%Y-%m-%d")
+            .to_string()
+    };
     let path_of = |name: &str| out.join(name);
-    writeln!(outcomes, "opportunity_id,company_domain,company_name,opened_at,closed_at,stage,acv,source").map_err(io(&path_of(FILES[1])))?;
-    writeln!(leads, "lead_id,email,first_name,last_name,title,company_name,created_at,source").map_err(io(&path_of(FILES[2])))?;
+    writeln!(
+        outcomes,
+        "opportunity_id,company_domain,company_name,opened_at,closed_at,stage,acv,source"
+    )
+    .map_err(io(&path_of(FILES[1])))?;
+    writeln!(
+        leads,
+        "lead_id,email,first_name,last_name,title,company_name,created_at,source"
+    )
+    .map_err(io(&path_of(FILES[2])))?;
     writeln!(truth, "company_index,company_domain,workspace_id,employees,intent,users,bot,power_user_no_intent,churned,trial,paid,hand_raised,buyer_is_user,first_signup,opportunity_stage").map_err(io(&path_of(FILES[3])))?;
     let mut summary = SimSummary::default();
     let mut buf = Vec::with_capacity(1 << 16);
@@ -150,8 +182,10 @@ pub fn simulate(config: &SimConfig, out: &Path, mut progress: impl FnMut(u64)) -
                 company.power_user_no_intent,
                 ws.churn_day.is_some_and(|d| d < config.days),
                 ws.trial_day.is_some_and(|d| d < config.days),
-                ws.paid_day.is_some_and(|d| d < config.days && ws.churn_day.is_none_or(|c| d < c)),
-                ws.hand_raise_day.is_some_and(|d| d < config.days && ws.churn_day.is_none_or(|c| d < c)),
+                ws.paid_day
+                    .is_some_and(|d| d < config.days && ws.churn_day.is_none_or(|c| d < c)),
+                ws.hand_raise_day
+                    .is_some_and(|d| d < config.days && ws.churn_day.is_none_or(|c| d < c)),
                 company.buyer_is_user,
                 day_str(ws.start_day),
                 stage
@@ -162,16 +196,30 @@ pub fn simulate(config: &SimConfig, out: &Path, mut progress: impl FnMut(u64)) -
     }
     // Leads from companies that never used the product: the "MQL only" channel.
     for i in 0..config.accounts / 2 {
-        write_lead(&mut leads, &sales::outside_lead(config.seed, i, config.days), &day_str).map_err(io(&path_of(FILES[2])))?;
+        write_lead(
+            &mut leads,
+            &sales::outside_lead(config.seed, i, config.days),
+            &day_str,
+        )
+        .map_err(io(&path_of(FILES[2])))?;
         summary.leads += 1;
     }
-    for (w, name) in [(&mut events, FILES[0]), (&mut outcomes, FILES[1]), (&mut leads, FILES[2]), (&mut truth, FILES[3])] {
+    for (w, name) in [
+        (&mut events, FILES[0]),
+        (&mut outcomes, FILES[1]),
+        (&mut leads, FILES[2]),
+        (&mut truth, FILES[3]),
+    ] {
         w.flush().map_err(io(&path_of(name)))?;
     }
     Ok(summary)
 }
 
-fn write_lead(w: &mut impl Write, l: &sales::Lead, day_str: &impl Fn(i64) -> String) -> std::io::Result<()> {
+fn write_lead(
+    w: &mut impl Write,
+    l: &sales::Lead,
+    day_str: &impl Fn(i64) -> String,
+) -> std::io::Result<()> {
     writeln!(
         w,
         "{},{},{},{},{},{},{},{}",

@@ -73,7 +73,9 @@ pub fn company_sales(c: &Company, seed: u64, days: i64) -> (Vec<Opportunity>, Ve
     let mut rng = Rng::new(seed ^ 0x5A1E_5A1E, c.index);
     let mut opps = Vec::new();
     let mut leads = Vec::new();
-    let Some(domain) = &c.domain else { return (opps, leads) };
+    let Some(domain) = &c.domain else {
+        return (opps, leads);
+    };
     let p = c.intent;
     // Marketing finds the buyer outside the user base for some accounts.
     let lead_day = (rng.chance(0.10 + 0.35 * p)).then(|| {
@@ -82,7 +84,11 @@ pub fn company_sales(c: &Company, seed: u64, days: i64) -> (Vec<Opportunity>, Ve
     });
     if let Some(day) = lead_day {
         let (first, last) = (*rng.pick(FIRST), *rng.pick(LAST));
-        let email = if rng.chance(0.25) { format!("{first}{last}@{}", rng.pick(FREE_MAIL)) } else { format!("{first}.{last}@{domain}") };
+        let email = if rng.chance(0.25) {
+            format!("{first}{last}@{}", rng.pick(FREE_MAIL))
+        } else {
+            format!("{first}.{last}@{domain}")
+        };
         let seniority = 2 + rng.range(0, 3) as usize;
         leads.push(Lead {
             id: format!("lead-{}-0", c.index),
@@ -100,7 +106,10 @@ pub fn company_sales(c: &Company, seed: u64, days: i64) -> (Vec<Opportunity>, Ve
     let opened = match (hand_raise, lead_day) {
         (Some(h), _) if rng.chance(0.85) => Some((h + rng.range(1, 10) as i64, "hand_raise")),
         (_, Some(l)) if rng.chance(0.35 + 0.3 * p) => Some((l + rng.range(5, 40) as i64, "mql")),
-        _ if p > 0.45 && rng.chance(0.25) => Some((c.workspaces.first().map_or(0, |w| w.start_day) + rng.range(120, 330) as i64, "pqa_outbound")),
+        _ if p > 0.45 && rng.chance(0.25) => Some((
+            c.workspaces.first().map_or(0, |w| w.start_day) + rng.range(120, 330) as i64,
+            "pqa_outbound",
+        )),
         _ => None,
     };
     if let Some((day, source)) = opened.filter(|(d, _)| *d < days) {
@@ -108,14 +117,21 @@ pub fn company_sales(c: &Company, seed: u64, days: i64) -> (Vec<Opportunity>, Ve
         let close = day + cycle;
         let won = rng.chance(0.12 + 0.55 * p);
         let size_mult = [0.5, 0.8, 1.0, 1.8, 3.0, 5.0][c.size_band];
-        let acv = ((15_000.0 * size_mult * (0.7 * rng.normal()).exp()) / 500.0).round() as u64 * 500;
+        let acv =
+            ((15_000.0 * size_mult * (0.7 * rng.normal()).exp()) / 500.0).round() as u64 * 500;
         opps.push(Opportunity {
             id: format!("opp-{}", c.index),
             domain: domain.clone(),
             company_name: spelling_variant(&mut rng, &c.name),
             opened_day: day,
             closed_day: (close < days).then_some(close),
-            stage: if close >= days { "open" } else if won { "won" } else { "lost" },
+            stage: if close >= days {
+                "open"
+            } else if won {
+                "won"
+            } else {
+                "lost"
+            },
             acv: acv.max(5_000),
             source,
         });

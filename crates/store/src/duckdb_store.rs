@@ -11,7 +11,10 @@ use upmarket_core::{Event, FreeMailDomains};
 
 use crate::identity_batch::IdentityBatch;
 use crate::schema::MIGRATIONS;
-use crate::{AccountSignals, AppendStatus, Attribution, HistoryPoint, Store, StoreError, StoreSession, StoreStats, StoredScore, TierChange};
+use crate::{
+    AccountSignals, AppendStatus, Attribution, HistoryPoint, Store, StoreError, StoreSession,
+    StoreStats, StoredScore, TierChange,
+};
 use chrono::{NaiveDate, NaiveDateTime};
 use upmarket_core::model::{Level, Model, ScoreDetails};
 
@@ -50,7 +53,10 @@ impl DuckDbStore {
     /// Opens (creating if needed) the store in `data_dir`, applies pending migrations and sets
     /// the free-mail domain list.
     pub fn open(data_dir: &Path, free_mail: &FreeMailDomains) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
         let path = data_dir.join(DB_FILE);
         let conn = Connection::open(&path)?;
         Self::from_connection(conn, path, free_mail)
@@ -58,13 +64,26 @@ impl DuckDbStore {
 
     /// An in-memory store, for tests and benchmarks.
     pub fn open_in_memory(free_mail: &FreeMailDomains) -> Result<Self, StoreError> {
-        Self::from_connection(Connection::open_in_memory()?, PathBuf::from(":memory:"), free_mail)
+        Self::from_connection(
+            Connection::open_in_memory()?,
+            PathBuf::from(":memory:"),
+            free_mail,
+        )
     }
 
-    fn from_connection(conn: Connection, path: PathBuf, free_mail: &FreeMailDomains) -> Result<Self, StoreError> {
+    fn from_connection(
+        conn: Connection,
+        path: PathBuf,
+        free_mail: &FreeMailDomains,
+    ) -> Result<Self, StoreError> {
         migrate(&conn)?;
         conn.execute_batch(STAGING)?;
-        let mut store = DuckDbStore { conn, path, known_aliases: HashSet::new(), known_memberships: HashMap::new() };
+        let mut store = DuckDbStore {
+            conn,
+            path,
+            known_aliases: HashSet::new(),
+            known_memberships: HashMap::new(),
+        };
         store.set_free_mail_domains(free_mail)?;
         Ok(store)
     }
@@ -96,7 +115,9 @@ impl DuckDbStore {
 
     fn stage_events(&self, events: &[(usize, &Event)]) -> Result<(), StoreError> {
         self.conn.execute("DELETE FROM temp.staging_events", [])?;
-        let mut app = self.conn.appender_to_catalog_and_db("staging_events", "temp", "main")?;
+        let mut app = self
+            .conn
+            .appender_to_catalog_and_db("staging_events", "temp", "main")?;
         for (ord, e) in events {
             app.append_row(params![
                 DbValue::HugeInt(e.dedup_key()),
@@ -131,14 +152,27 @@ impl DuckDbStore {
             conn.execute("DELETE FROM temp.staging_users", [])?;
             let mut app = conn.appender_to_catalog_and_db("staging_users", "temp", "main")?;
             for (id, u) in &batch.users {
-                let (Some(first), Some(last)) = (u.first_seen, u.last_seen) else { continue };
-                app.append_row(params![id, u.email, u.email_domain(), json_or_null(&u.traits)?, ts(first), ts(last)])?;
+                let (Some(first), Some(last)) = (u.first_seen, u.last_seen) else {
+                    continue;
+                };
+                app.append_row(params![
+                    id,
+                    u.email,
+                    u.email_domain(),
+                    json_or_null(&u.traits)?,
+                    ts(first),
+                    ts(last)
+                ])?;
             }
             app.flush()?;
             drop(app);
             conn.execute_batch(MERGE_USERS)?;
         }
-        let new_aliases: Vec<(&String, &(String, DateTime<Utc>))> = batch.aliases.iter().filter(|(a, _)| !self.known_aliases.contains(*a)).collect();
+        let new_aliases: Vec<(&String, &(String, DateTime<Utc>))> = batch
+            .aliases
+            .iter()
+            .filter(|(a, _)| !self.known_aliases.contains(*a))
+            .collect();
         if !new_aliases.is_empty() {
             conn.execute("DELETE FROM temp.staging_aliases", [])?;
             let mut app = conn.appender_to_catalog_and_db("staging_aliases", "temp", "main")?;
@@ -152,8 +186,15 @@ impl DuckDbStore {
                 self.known_aliases.insert(alias.clone());
             }
         }
-        let new_members: Vec<(&(String, String), &DateTime<Utc>)> =
-            batch.memberships.iter().filter(|(k, since)| self.known_memberships.get(*k).is_none_or(|known| *since < known)).collect();
+        let new_members: Vec<(&(String, String), &DateTime<Utc>)> = batch
+            .memberships
+            .iter()
+            .filter(|(k, since)| {
+                self.known_memberships
+                    .get(*k)
+                    .is_none_or(|known| *since < known)
+            })
+            .collect();
         if !new_members.is_empty() {
             conn.execute("DELETE FROM temp.staging_memberships", [])?;
             let mut app = conn.appender_to_catalog_and_db("staging_memberships", "temp", "main")?;
@@ -172,7 +213,13 @@ impl DuckDbStore {
             let mut app = conn.appender_to_catalog_and_db("staging_workspaces", "temp", "main")?;
             for (id, w) in &batch.workspaces {
                 let Some(first) = w.first_seen else { continue };
-                app.append_row(params![id, w.name(), w.domain(), json_or_null(&w.traits)?, ts(first)])?;
+                app.append_row(params![
+                    id,
+                    w.name(),
+                    w.domain(),
+                    json_or_null(&w.traits)?,
+                    ts(first)
+                ])?;
             }
             app.flush()?;
             drop(app);
@@ -187,7 +234,11 @@ impl Store for DuckDbStore {
         let mut statuses = vec![AppendStatus::Duplicate; events.len()];
         // Within the batch, the first copy of a messageId is the one stored.
         let mut seen = HashSet::with_capacity(events.len());
-        let unique: Vec<(usize, &Event)> = events.iter().enumerate().filter(|(_, e)| seen.insert(e.dedup_key())).collect();
+        let unique: Vec<(usize, &Event)> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| seen.insert(e.dedup_key()))
+            .collect();
         if unique.is_empty() {
             return Ok(statuses);
         }
@@ -197,10 +248,15 @@ impl Store for DuckDbStore {
             self.stage_events(&unique)?;
             let t1 = std::time::Instant::now();
             let mut stmt = self.conn.prepare_cached(INSERT_EVENTS)?;
-            let inserted = stmt.query_map([], |row| row.get::<_, i128>(0))?.collect::<Result<HashSet<_>, _>>()?;
+            let inserted = stmt
+                .query_map([], |row| row.get::<_, i128>(0))?
+                .collect::<Result<HashSet<_>, _>>()?;
             drop(stmt);
             let t2 = std::time::Instant::now();
-            let new_events = unique.iter().filter(|(_, e)| inserted.contains(&e.dedup_key())).map(|(_, e)| *e);
+            let new_events = unique
+                .iter()
+                .filter(|(_, e)| inserted.contains(&e.dedup_key()))
+                .map(|(_, e)| *e);
             let identity = IdentityBatch::collect(new_events);
             self.write_identity(&identity)?;
             tracing::debug!(
@@ -235,7 +291,9 @@ impl Store for DuckDbStore {
     }
 
     fn reader(&self) -> Result<Box<dyn StoreSession>, StoreError> {
-        Ok(Box::new(DuckDbSession { conn: self.conn.try_clone()? }))
+        Ok(Box::new(DuckDbSession {
+            conn: self.conn.try_clone()?,
+        }))
     }
 }
 
@@ -246,11 +304,15 @@ pub struct DuckDbSession {
 
 impl StoreSession for DuckDbSession {
     fn fork(&self) -> Result<Box<dyn StoreSession>, StoreError> {
-        Ok(Box::new(DuckDbSession { conn: self.conn.try_clone()? }))
+        Ok(Box::new(DuckDbSession {
+            conn: self.conn.try_clone()?,
+        }))
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {
-        let count = |sql: &str| -> Result<u64, StoreError> { Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64) };
+        let count = |sql: &str| -> Result<u64, StoreError> {
+            Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
+        };
         Ok(StoreStats {
             events: count("SELECT count(*) FROM events")?,
             people: count("SELECT count(DISTINCT person) FROM event_attribution")?,
@@ -262,9 +324,17 @@ impl StoreSession for DuckDbSession {
     }
 
     fn attribution(&self, message_id: &str) -> Result<Option<Attribution>, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT person, workspace_id, company_id FROM event_attribution WHERE message_id = ?")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT person, workspace_id, company_id FROM event_attribution WHERE message_id = ?",
+        )?;
         Ok(stmt
-            .query_row(params![message_id], |r| Ok(Attribution { person: r.get(0)?, workspace_id: r.get(1)?, company_id: r.get(2)? }))
+            .query_row(params![message_id], |r| {
+                Ok(Attribution {
+                    person: r.get(0)?,
+                    workspace_id: r.get(1)?,
+                    company_id: r.get(2)?,
+                })
+            })
             .optional()?)
     }
 
@@ -289,28 +359,57 @@ impl StoreSession for DuckDbSession {
     }
 
     fn person_of(&self, id: &str) -> Result<String, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT person FROM person_ids WHERE id = ?")?;
-        Ok(stmt.query_row(params![id], |r| r.get(0)).optional()?.unwrap_or_else(|| id.to_string()))
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT person FROM person_ids WHERE id = ?")?;
+        Ok(stmt
+            .query_row(params![id], |r| r.get(0))
+            .optional()?
+            .unwrap_or_else(|| id.to_string()))
     }
 
     fn workspace_company(&self, workspace_id: &str) -> Result<Option<String>, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT company_id FROM workspace_companies WHERE workspace_id = ?")?;
-        Ok(stmt.query_row(params![workspace_id], |r| r.get::<_, Option<String>>(0)).optional()?.flatten())
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT company_id FROM workspace_companies WHERE workspace_id = ?")?;
+        Ok(stmt
+            .query_row(params![workspace_id], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten())
     }
 
-    fn measure(&self, model: &Model, as_of: NaiveDateTime, accounts: Option<&[String]>) -> Result<Vec<AccountSignals>, StoreError> {
+    fn measure(
+        &self,
+        model: &Model,
+        as_of: NaiveDateTime,
+        accounts: Option<&[String]>,
+    ) -> Result<Vec<AccountSignals>, StoreError> {
         crate::scoring::measure(&self.conn, model, as_of, accounts)
     }
 
-    fn save_current_scores(&self, model: &Model, as_of: NaiveDateTime, scores: &[(String, ScoreDetails)]) -> Result<Vec<TierChange>, StoreError> {
+    fn save_current_scores(
+        &self,
+        model: &Model,
+        as_of: NaiveDateTime,
+        scores: &[(String, ScoreDetails)],
+    ) -> Result<Vec<TierChange>, StoreError> {
         crate::scores::save_current(&self.conn, model, as_of, scores)
     }
 
-    fn save_history(&self, model: &Model, day: NaiveDate, scores: &[(String, ScoreDetails)]) -> Result<(), StoreError> {
+    fn save_history(
+        &self,
+        model: &Model,
+        day: NaiveDate,
+        scores: &[(String, ScoreDetails)],
+    ) -> Result<(), StoreError> {
         crate::scores::save_history(&self.conn, model, day, scores)
     }
 
-    fn current_scores(&self, model: &Model, tier: Option<&str>) -> Result<Vec<StoredScore>, StoreError> {
+    fn current_scores(
+        &self,
+        model: &Model,
+        tier: Option<&str>,
+    ) -> Result<Vec<StoredScore>, StoreError> {
         crate::scores::current(&self.conn, model, tier)
     }
 
@@ -322,22 +421,46 @@ impl StoreSession for DuckDbSession {
         let mut stmt = self.conn.prepare(
             "SELECT changed_at, account_id, from_tier, to_tier, score FROM tier_changes WHERE level = ? AND model_name = ? AND model_version = ? ORDER BY changed_at DESC, account_id LIMIT ?",
         )?;
-        let rows = stmt.query_map(params![crate::scores::level_str(model.level), model.name, model.version, limit as i64], |r| {
-            Ok(TierChange { at: r.get(0)?, account_id: r.get(1)?, from_tier: r.get(2)?, to_tier: r.get(3)?, score: r.get(4)? })
-        })?;
+        let rows = stmt.query_map(
+            params![
+                crate::scores::level_str(model.level),
+                model.name,
+                model.version,
+                limit as i64
+            ],
+            |r| {
+                Ok(TierChange {
+                    at: r.get(0)?,
+                    account_id: r.get(1)?,
+                    from_tier: r.get(2)?,
+                    to_tier: r.get(3)?,
+                    score: r.get(4)?,
+                })
+            },
+        )?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
     fn latest_event_time(&self) -> Result<Option<NaiveDateTime>, StoreError> {
-        Ok(self.conn.query_row("SELECT max(timestamp) FROM events", [], |r| r.get::<_, Option<NaiveDateTime>>(0))?)
+        Ok(self
+            .conn
+            .query_row("SELECT max(timestamp) FROM events", [], |r| {
+                r.get::<_, Option<NaiveDateTime>>(0)
+            })?)
     }
 
-    fn touched_accounts(&self, level: Level, after_seq: i64) -> Result<(Vec<String>, i64), StoreError> {
+    fn touched_accounts(
+        &self,
+        level: Level,
+        after_seq: i64,
+    ) -> Result<(Vec<String>, i64), StoreError> {
         let col = match level {
             Level::Workspace => "workspace_id",
             Level::Company => "company_id",
         };
-        let newest: i64 = self.conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
+        let newest: i64 =
+            self.conn
+                .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
         if newest <= after_seq {
             return Ok((Vec::new(), newest));
         }
@@ -356,10 +479,17 @@ impl StoreSession for DuckDbSession {
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)")?;
-    let current: i64 = conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    let current: i64 = conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
     let newest = MIGRATIONS.last().map_or(0, |m| m.0);
     if current > newest {
-        return Err(StoreError::SchemaTooNew { found: current, supported: newest });
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            supported: newest,
+        });
     }
     for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
         tracing::info!(version, name, "applying migration");

@@ -68,12 +68,15 @@ impl IdentityBatch {
         // Aliases: an anonymousId seen with a userId is that user; alias calls merge ids.
         let mut link = |alias: &str, user: &str| {
             if alias != user {
-                self.aliases.entry(alias.to_string()).and_modify(|(u, since)| {
-                    if t < *since {
-                        *u = user.to_string();
-                        *since = t;
-                    }
-                }).or_insert_with(|| (user.to_string(), t));
+                self.aliases
+                    .entry(alias.to_string())
+                    .and_modify(|(u, since)| {
+                        if t < *since {
+                            *u = user.to_string();
+                            *since = t;
+                        }
+                    })
+                    .or_insert_with(|| (user.to_string(), t));
             }
         };
         match (&e.kind, &e.user_id, &e.anonymous_id, &e.previous_id) {
@@ -83,11 +86,15 @@ impl IdentityBatch {
         }
         // Memberships: a group call, or any event that names its group. PostHog's
         // $groupidentify only describes the group, it does not make its sender a member.
-        let declares_group_only = e.kind == EventKind::Group && e.event.as_deref() == Some(GROUP_IDENTIFY);
+        let declares_group_only =
+            e.kind == EventKind::Group && e.event.as_deref() == Some(GROUP_IDENTIFY);
         if let Some(ws) = &e.group_id {
             if !declares_group_only {
                 let key = (e.distinct_id().to_string(), ws.clone());
-                self.memberships.entry(key).and_modify(|s| *s = (*s).min(t)).or_insert(t);
+                self.memberships
+                    .entry(key)
+                    .and_modify(|s| *s = (*s).min(t))
+                    .or_insert(t);
             }
             let facts = self.workspaces.entry(ws.clone()).or_default();
             facts.first_seen = Some(facts.first_seen.map_or(t, |f| f.min(t)));
@@ -106,11 +113,19 @@ impl UserFacts {
 
 impl WorkspaceFacts {
     pub(crate) fn name(&self) -> Option<String> {
-        self.traits.get("name").and_then(Value::as_str).map(str::to_string)
+        self.traits
+            .get("name")
+            .and_then(Value::as_str)
+            .map(str::to_string)
     }
 
     /// The domain a group call declares: `domain`, else `website`.
     pub(crate) fn domain(&self) -> Option<String> {
-        ["domain", "website"].iter().find_map(|k| self.traits.get(*k).and_then(Value::as_str).and_then(normalize_domain))
+        ["domain", "website"].iter().find_map(|k| {
+            self.traits
+                .get(*k)
+                .and_then(Value::as_str)
+                .and_then(normalize_domain)
+        })
     }
 }

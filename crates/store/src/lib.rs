@@ -106,16 +106,35 @@ pub trait StoreSession: Send {
 
     /// Measures `model`'s signals as of `as_of` from earlier events only, for every account
     /// (or only `accounts`).
-    fn measure(&self, model: &Model, as_of: NaiveDateTime, accounts: Option<&[String]>) -> Result<Vec<AccountSignals>, StoreError>;
+    fn measure(
+        &self,
+        model: &Model,
+        as_of: NaiveDateTime,
+        accounts: Option<&[String]>,
+    ) -> Result<Vec<AccountSignals>, StoreError>;
 
     /// Saves current scores and records tier changes (returned).
-    fn save_current_scores(&self, model: &Model, as_of: NaiveDateTime, scores: &[(String, ScoreDetails)]) -> Result<Vec<TierChange>, StoreError>;
+    fn save_current_scores(
+        &self,
+        model: &Model,
+        as_of: NaiveDateTime,
+        scores: &[(String, ScoreDetails)],
+    ) -> Result<Vec<TierChange>, StoreError>;
 
     /// Saves one day of score history.
-    fn save_history(&self, model: &Model, day: NaiveDate, scores: &[(String, ScoreDetails)]) -> Result<(), StoreError>;
+    fn save_history(
+        &self,
+        model: &Model,
+        day: NaiveDate,
+        scores: &[(String, ScoreDetails)],
+    ) -> Result<(), StoreError>;
 
     /// Current scores, highest first, optionally of one tier.
-    fn current_scores(&self, model: &Model, tier: Option<&str>) -> Result<Vec<StoredScore>, StoreError>;
+    fn current_scores(
+        &self,
+        model: &Model,
+        tier: Option<&str>,
+    ) -> Result<Vec<StoredScore>, StoreError>;
 
     /// One account's daily score history.
     fn history(&self, model: &Model, account: &str) -> Result<Vec<HistoryPoint>, StoreError>;
@@ -125,7 +144,11 @@ pub trait StoreSession: Send {
 
     /// Accounts with events stored after sequence number `after_seq`, and the newest sequence
     /// number: what incremental re-scoring must look at.
-    fn touched_accounts(&self, level: Level, after_seq: i64) -> Result<(Vec<String>, i64), StoreError>;
+    fn touched_accounts(
+        &self,
+        level: Level,
+        after_seq: i64,
+    ) -> Result<(Vec<String>, i64), StoreError>;
 
     /// The newest event time stored, if any.
     fn latest_event_time(&self) -> Result<Option<NaiveDateTime>, StoreError>;
@@ -141,10 +164,19 @@ pub trait StoreSession: Send {
     }
 
     /// Scores accounts as of a time (measure, then score): the engine's one entry point.
-    fn score_accounts(&self, model: &Model, as_of: NaiveDateTime, accounts: Option<&[String]>) -> Result<Vec<(String, ScoreDetails)>, StoreError> {
-        Ok(self.measure(model, as_of, accounts)?.into_iter().map(|a| {
-            let d = upmarket_core::model::score(model, &a.values);
-            (a.account_id, d)
-        }).collect())
+    fn score_accounts(
+        &self,
+        model: &Model,
+        as_of: NaiveDateTime,
+        accounts: Option<&[String]>,
+    ) -> Result<Vec<(String, ScoreDetails)>, StoreError> {
+        Ok(self
+            .measure(model, as_of, accounts)?
+            .into_iter()
+            .map(|a| {
+                let d = upmarket_core::model::score(model, &a.values);
+                (a.account_id, d)
+            })
+            .collect())
     }
 }

@@ -51,7 +51,12 @@ pub(crate) fn level_str(level: Level) -> &'static str {
     }
 }
 
-fn stage(conn: &Connection, model: &Model, as_of: NaiveDateTime, scores: &[(String, ScoreDetails)]) -> Result<(), StoreError> {
+fn stage(
+    conn: &Connection,
+    model: &Model,
+    as_of: NaiveDateTime,
+    scores: &[(String, ScoreDetails)],
+) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE OR REPLACE TEMP TABLE new_scores (level VARCHAR, account_id VARCHAR, model_name VARCHAR, model_version INTEGER,
          as_of TIMESTAMP, score DOUBLE, tier VARCHAR, pqa BOOLEAN, details VARCHAR)",
@@ -59,13 +64,26 @@ fn stage(conn: &Connection, model: &Model, as_of: NaiveDateTime, scores: &[(Stri
     let mut app = conn.appender_to_catalog_and_db("new_scores", "temp", "main")?;
     let level = level_str(model.level);
     for (account, d) in scores {
-        app.append_row(params![level, account, model.name, model.version, as_of, d.score, d.tier, d.pqa, serde_json::to_string(d)?])?;
+        app.append_row(params![
+            level,
+            account,
+            model.name,
+            model.version,
+            as_of,
+            d.score,
+            d.tier,
+            d.pqa,
+            serde_json::to_string(d)?
+        ])?;
     }
     app.flush()?;
     Ok(())
 }
 
-fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+fn in_transaction<T>(
+    conn: &Connection,
+    f: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
     conn.execute_batch("BEGIN TRANSACTION")?;
     match f() {
         Ok(v) => {
@@ -81,7 +99,12 @@ fn in_transaction<T>(conn: &Connection, f: impl FnOnce() -> Result<T, StoreError
 
 /// Saves current scores; records a tier change for every account whose tier moved (a first
 /// score counts as entering its tier). Returns the changes. Set-based: one statement each.
-pub fn save_current(conn: &Connection, model: &Model, as_of: NaiveDateTime, scores: &[(String, ScoreDetails)]) -> Result<Vec<TierChange>, StoreError> {
+pub fn save_current(
+    conn: &Connection,
+    model: &Model,
+    as_of: NaiveDateTime,
+    scores: &[(String, ScoreDetails)],
+) -> Result<Vec<TierChange>, StoreError> {
     stage(conn, model, as_of, scores)?;
     in_transaction(conn, || {
         let mut stmt = conn.prepare(
@@ -93,7 +116,15 @@ pub fn save_current(conn: &Connection, model: &Model, as_of: NaiveDateTime, scor
              RETURNING changed_at, account_id, from_tier, to_tier, score",
         )?;
         let changes = stmt
-            .query_map([], |r| Ok(TierChange { at: r.get(0)?, account_id: r.get(1)?, from_tier: r.get(2)?, to_tier: r.get(3)?, score: r.get(4)? }))?
+            .query_map([], |r| {
+                Ok(TierChange {
+                    at: r.get(0)?,
+                    account_id: r.get(1)?,
+                    from_tier: r.get(2)?,
+                    to_tier: r.get(3)?,
+                    score: r.get(4)?,
+                })
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         conn.execute_batch(
             "INSERT OR REPLACE INTO current_scores
@@ -104,7 +135,12 @@ pub fn save_current(conn: &Connection, model: &Model, as_of: NaiveDateTime, scor
 }
 
 /// Saves one day of history for these accounts (replacing their earlier score of that day).
-pub fn save_history(conn: &Connection, model: &Model, day: NaiveDate, scores: &[(String, ScoreDetails)]) -> Result<(), StoreError> {
+pub fn save_history(
+    conn: &Connection,
+    model: &Model,
+    day: NaiveDate,
+    scores: &[(String, ScoreDetails)],
+) -> Result<(), StoreError> {
     stage(conn, model, day.and_time(chrono::NaiveTime::MIN), scores)?;
     in_transaction(conn, || {
         conn.execute_batch(
@@ -116,29 +152,63 @@ pub fn save_history(conn: &Connection, model: &Model, day: NaiveDate, scores: &[
 }
 
 /// Current scores of a model version, highest first, optionally for one tier.
-pub fn current(conn: &Connection, model: &Model, tier: Option<&str>) -> Result<Vec<StoredScore>, StoreError> {
+pub fn current(
+    conn: &Connection,
+    model: &Model,
+    tier: Option<&str>,
+) -> Result<Vec<StoredScore>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT account_id, as_of, details::VARCHAR FROM current_scores
          WHERE level = ? AND model_name = ? AND model_version = ? AND (? IS NULL OR tier = ?)
          ORDER BY score DESC, account_id",
     )?;
-    let rows = stmt.query_map(params![level_str(model.level), model.name, model.version, tier, tier], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, NaiveDateTime>(1)?, r.get::<_, String>(2)?))
-    })?;
+    let rows = stmt.query_map(
+        params![
+            level_str(model.level),
+            model.name,
+            model.version,
+            tier,
+            tier
+        ],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, NaiveDateTime>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        },
+    )?;
     let mut out = Vec::new();
     for row in rows {
         let (account_id, as_of, json) = row?;
         let details: ScoreDetails = serde_json::from_str(&json)?;
-        out.push(StoredScore { account_id, as_of, details });
+        out.push(StoredScore {
+            account_id,
+            as_of,
+            details,
+        });
     }
     Ok(out)
 }
 
 /// An account's daily history under a model version, oldest first.
-pub fn history(conn: &Connection, model: &Model, account: &str) -> Result<Vec<HistoryPoint>, StoreError> {
+pub fn history(
+    conn: &Connection,
+    model: &Model,
+    account: &str,
+) -> Result<Vec<HistoryPoint>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT day, score, tier FROM score_history WHERE level = ? AND account_id = ? AND model_name = ? AND model_version = ? ORDER BY day",
     )?;
-    let rows = stmt.query_map(params![level_str(model.level), account, model.name, model.version], |r| Ok(HistoryPoint { day: r.get(0)?, score: r.get(1)?, tier: r.get(2)? }))?;
+    let rows = stmt.query_map(
+        params![level_str(model.level), account, model.name, model.version],
+        |r| {
+            Ok(HistoryPoint {
+                day: r.get(0)?,
+                score: r.get(1)?,
+                tier: r.get(2)?,
+            })
+        },
+    )?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }

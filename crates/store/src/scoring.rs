@@ -24,21 +24,34 @@ pub struct AccountSignals {
 
 /// `TIMESTAMP '…'` for an as-of time.
 pub fn timestamp_literal(t: NaiveDateTime) -> String {
-    format!("TIMESTAMP {}", quote_literal(&t.format("%Y-%m-%d %H:%M:%S%.6f").to_string()))
+    format!(
+        "TIMESTAMP {}",
+        quote_literal(&t.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
+    )
 }
 
 fn in_list(items: &[String]) -> String {
-    items.iter().map(|s| quote_literal(s)).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|s| quote_literal(s))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// SQL condition for "the event matches this selector".
 pub fn selector_sql(sel: &EventSelector) -> String {
     let mut parts = Vec::new();
     if !sel.events.is_empty() {
-        parts.push(format!("(type = 'track' AND event IN ({}))", in_list(&sel.events)));
+        parts.push(format!(
+            "(type = 'track' AND event IN ({}))",
+            in_list(&sel.events)
+        ));
     }
     for p in &sel.pages {
-        parts.push(format!("(type IN ('page', 'screen') AND starts_with(path, {}))", quote_literal(p)));
+        parts.push(format!(
+            "(type IN ('page', 'screen') AND starts_with(path, {}))",
+            quote_literal(p)
+        ));
     }
     if parts.is_empty() {
         "FALSE".into()
@@ -57,38 +70,85 @@ fn json_path(key: &str) -> (String, String) {
         Some((c @ ("properties" | "traits" | "context"), rest)) => (c, rest),
         _ => ("properties", key),
     };
-    let path = rest.split('.').map(|p| format!("\"{}\"", p.replace('"', ""))).collect::<Vec<_>>().join(".");
+    let path = rest
+        .split('.')
+        .map(|p| format!("\"{}\"", p.replace('"', "")))
+        .collect::<Vec<_>>()
+        .join(".");
     (col.to_string(), quote_literal(&format!("$.{path}")))
 }
 
 /// The aggregate expression measuring one numeric signal over `scoring_events`.
 fn aggregate(kind: &SignalKind, as_of: &str) -> Option<String> {
     Some(match kind {
-        SignalKind::ActiveUsers { window_days } => format!("count(DISTINCT person) FILTER (WHERE {})", since(as_of, *window_days)),
-        SignalKind::ActiveDays { window_days } => format!("count(DISTINCT CAST(timestamp AS DATE)) FILTER (WHERE {})", since(as_of, *window_days)),
-        SignalKind::EventCount { window_days, select, filters } => {
+        SignalKind::ActiveUsers { window_days } => format!(
+            "count(DISTINCT person) FILTER (WHERE {})",
+            since(as_of, *window_days)
+        ),
+        SignalKind::ActiveDays { window_days } => format!(
+            "count(DISTINCT CAST(timestamp AS DATE)) FILTER (WHERE {})",
+            since(as_of, *window_days)
+        ),
+        SignalKind::EventCount {
+            window_days,
+            select,
+            filters,
+        } => {
             let mut cond = vec![since(as_of, *window_days), selector_sql(select)];
             for (k, v) in filters {
                 let (col, path) = json_path(k);
-                cond.push(format!("json_extract_string({}, {path}) = {}", quote_ident(&col), quote_literal(v)));
+                cond.push(format!(
+                    "json_extract_string({}, {path}) = {}",
+                    quote_ident(&col),
+                    quote_literal(v)
+                ));
             }
             format!("count(*) FILTER (WHERE {})", cond.join(" AND "))
         }
-        SignalKind::DistinctUsers { window_days, select } => format!("count(DISTINCT person) FILTER (WHERE {} AND {})", since(as_of, *window_days), selector_sql(select)),
-        SignalKind::Velocity { metric, recent_days, baseline_days } => {
+        SignalKind::DistinctUsers {
+            window_days,
+            select,
+        } => format!(
+            "count(DISTINCT person) FILTER (WHERE {} AND {})",
+            since(as_of, *window_days),
+            selector_sql(select)
+        ),
+        SignalKind::Velocity {
+            metric,
+            recent_days,
+            baseline_days,
+        } => {
             let (r, b) = (*recent_days, *baseline_days);
             let recent = format!("timestamp >= {as_of} - INTERVAL {r} DAY");
-            let base = format!("timestamp >= {as_of} - INTERVAL {} DAY AND timestamp < {as_of} - INTERVAL {r} DAY", r + b);
+            let base = format!(
+                "timestamp >= {as_of} - INTERVAL {} DAY AND timestamp < {as_of} - INTERVAL {r} DAY",
+                r + b
+            );
             // Events: compared as daily rates, `(recent / r) / (base / b)`, computed as
             // `(recent × b) / (base × r)` so that equal counts give exact ratios.
             // People: distinct people in each window (a team does not grow by being busier).
             let (rv, bv, rs, bs) = match metric {
-                VelocityMetric::Events => (format!("count(*) FILTER (WHERE {recent})"), format!("count(*) FILTER (WHERE {base})"), b, r),
+                VelocityMetric::Events => (
+                    format!("count(*) FILTER (WHERE {recent})"),
+                    format!("count(*) FILTER (WHERE {base})"),
+                    b,
+                    r,
+                ),
                 VelocityMetric::Selected(sel) => {
                     let s = selector_sql(sel);
-                    (format!("count(*) FILTER (WHERE {recent} AND {s})"), format!("count(*) FILTER (WHERE {base} AND {s})"), b, r)
+                    (
+                        format!("count(*) FILTER (WHERE {recent} AND {s})"),
+                        format!("count(*) FILTER (WHERE {base} AND {s})"),
+                        b,
+                        r,
+                    )
                 }
-                VelocityMetric::ActiveUsers => (format!("count(DISTINCT person) FILTER (WHERE {recent})"), format!("count(DISTINCT person) FILTER (WHERE {base})"), 1, 1),
+                VelocityMetric::ActiveUsers => (
+                    format!("count(DISTINCT person) FILTER (WHERE {recent})"),
+                    format!("count(DISTINCT person) FILTER (WHERE {base})"),
+                    1,
+                    1,
+                ),
             };
             // From nothing to something counts as +100%.
             format!(
@@ -96,11 +156,29 @@ fn aggregate(kind: &SignalKind, as_of: &str) -> Option<String> {
                  ELSE (CAST(({rv}) * {rs} AS DOUBLE) / CAST(({bv}) * {bs} AS DOUBLE) - 1.0) * 100.0 END"
             )
         }
-        SignalKind::FeatureBreadth { window_days, features } => {
-            format!("count(DISTINCT event) FILTER (WHERE {} AND type = 'track' AND event IN ({}))", since(as_of, *window_days), in_list(features))
+        SignalKind::FeatureBreadth {
+            window_days,
+            features,
+        } => {
+            format!(
+                "count(DISTINCT event) FILTER (WHERE {} AND type = 'track' AND event IN ({}))",
+                since(as_of, *window_days),
+                in_list(features)
+            )
         }
-        SignalKind::FeatureTier { window_days, core, advanced, enterprise } => {
-            let tier = |list: &Vec<String>, n: u8| if list.is_empty() { String::new() } else { format!("WHEN event IN ({}) THEN {n} ", in_list(list)) };
+        SignalKind::FeatureTier {
+            window_days,
+            core,
+            advanced,
+            enterprise,
+        } => {
+            let tier = |list: &Vec<String>, n: u8| {
+                if list.is_empty() {
+                    String::new()
+                } else {
+                    format!("WHEN event IN ({}) THEN {n} ", in_list(list))
+                }
+            };
             format!(
                 "coalesce(max(CASE {}{}{}ELSE 0 END) FILTER (WHERE {} AND type = 'track'), 0)",
                 tier(enterprise, 3),
@@ -125,7 +203,11 @@ fn max_window(model: &Model) -> u32 {
             | SignalKind::DistinctUsers { window_days, .. }
             | SignalKind::FeatureBreadth { window_days, .. }
             | SignalKind::FeatureTier { window_days, .. } => *window_days,
-            SignalKind::Velocity { recent_days, baseline_days, .. } => recent_days + baseline_days,
+            SignalKind::Velocity {
+                recent_days,
+                baseline_days,
+                ..
+            } => recent_days + baseline_days,
             SignalKind::Trait { .. } | SignalKind::Recency => 0,
         })
         .max()
@@ -141,7 +223,12 @@ fn account_column(level: Level) -> &'static str {
 
 /// Measures every signal of `model` for every account with events before `as_of` (or only
 /// `accounts`, when given).
-pub fn measure(conn: &Connection, model: &Model, as_of: NaiveDateTime, accounts: Option<&[String]>) -> Result<Vec<AccountSignals>, StoreError> {
+pub fn measure(
+    conn: &Connection,
+    model: &Model,
+    as_of: NaiveDateTime,
+    accounts: Option<&[String]>,
+) -> Result<Vec<AccountSignals>, StoreError> {
     let at = timestamp_literal(as_of);
     let acct = account_column(model.level);
     let only = match accounts {
@@ -151,7 +238,10 @@ pub fn measure(conn: &Connection, model: &Model, as_of: NaiveDateTime, accounts:
     };
     // One pass over the events before as-of, attributed once; every query below reads it.
     // Properties are kept only when a signal filters on them, traits only for identify / group.
-    let needs_properties = model.signals.iter().any(|s| matches!(&s.kind, SignalKind::EventCount { filters, .. } if !filters.is_empty()));
+    let needs_properties = model
+        .signals
+        .iter()
+        .any(|s| matches!(&s.kind, SignalKind::EventCount { filters, .. } if !filters.is_empty()));
     conn.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE scoring_events AS
          SELECT {acct} AS account_id, person, timestamp, type, event,
@@ -160,7 +250,11 @@ pub fn measure(conn: &Connection, model: &Model, as_of: NaiveDateTime, accounts:
                 CASE WHEN type IN ('identify', 'group') THEN traits END AS traits
          FROM event_attribution
          WHERE timestamp < {at} AND {acct} IS NOT NULL{only}",
-        if needs_properties { "properties" } else { "NULL::JSON" }
+        if needs_properties {
+            "properties"
+        } else {
+            "NULL::JSON"
+        }
     ))?;
     // Every account with any event before as-of, and when it was last active.
     let mut rows: HashMap<String, Vec<SignalValue>> = HashMap::new();
@@ -186,9 +280,18 @@ pub fn measure(conn: &Connection, model: &Model, as_of: NaiveDateTime, accounts:
         }
     }
     // Numeric signals: one aggregate query.
-    let numeric: Vec<(usize, String)> = model.signals.iter().enumerate().filter_map(|(i, s)| aggregate(&s.kind, &at).map(|a| (i, a))).collect();
+    let numeric: Vec<(usize, String)> = model
+        .signals
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| aggregate(&s.kind, &at).map(|a| (i, a)))
+        .collect();
     if !numeric.is_empty() {
-        let cols = numeric.iter().map(|(_, a)| format!("CAST({a} AS DOUBLE)")).collect::<Vec<_>>().join(",\n       ");
+        let cols = numeric
+            .iter()
+            .map(|(_, a)| format!("CAST({a} AS DOUBLE)"))
+            .collect::<Vec<_>>()
+            .join(",\n       ");
         let window = max_window(model).max(1);
         let mut stmt = conn.prepare(&format!(
             "SELECT account_id,\n       {cols}\nFROM temp.scoring_events WHERE timestamp >= {at} - INTERVAL {window} DAY GROUP BY account_id"
@@ -206,7 +309,9 @@ pub fn measure(conn: &Connection, model: &Model, as_of: NaiveDateTime, accounts:
     }
     // Traits: the most common value the account's identify / group calls declared before as-of.
     for (i, s) in model.signals.iter().enumerate() {
-        let SignalKind::Trait { name } = &s.kind else { continue };
+        let SignalKind::Trait { name } = &s.kind else {
+            continue;
+        };
         let path = quote_literal(&format!("$.\"{}\"", name.replace('"', "")));
         let sql = format!(
             "SELECT account_id, mode(v) FROM (
@@ -224,7 +329,15 @@ pub fn measure(conn: &Connection, model: &Model, as_of: NaiveDateTime, accounts:
             }
         }
     }
-    Ok(order.into_iter().filter_map(|id| rows.remove(&id).map(|values| AccountSignals { account_id: id, values })).collect())
+    Ok(order
+        .into_iter()
+        .filter_map(|id| {
+            rows.remove(&id).map(|values| AccountSignals {
+                account_id: id,
+                values,
+            })
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -233,15 +346,27 @@ mod tests {
 
     #[test]
     fn selectors_quote_hostile_names() {
-        let sel = EventSelector { events: vec!["x'); DROP TABLE events; --".into()], pages: vec!["/a'b".into()] };
+        let sel = EventSelector {
+            events: vec!["x'); DROP TABLE events; --".into()],
+            pages: vec!["/a'b".into()],
+        };
         let sql = selector_sql(&sel);
         assert_eq!(sql, "((type = 'track' AND event IN ('x''); DROP TABLE events; --')) OR (type IN ('page', 'screen') AND starts_with(path, '/a''b')))");
     }
 
     #[test]
     fn json_paths_are_quoted() {
-        assert_eq!(json_path("properties.plan"), ("properties".into(), "'$.\"plan\"'".into()));
-        assert_eq!(json_path("seats"), ("properties".into(), "'$.\"seats\"'".into()));
-        assert_eq!(json_path("traits.o'x"), ("traits".into(), "'$.\"o''x\"'".into()));
+        assert_eq!(
+            json_path("properties.plan"),
+            ("properties".into(), "'$.\"plan\"'".into())
+        );
+        assert_eq!(
+            json_path("seats"),
+            ("properties".into(), "'$.\"seats\"'".into())
+        );
+        assert_eq!(
+            json_path("traits.o'x"),
+            ("traits".into(), "'$.\"o''x\"'".into())
+        );
     }
 }

@@ -20,8 +20,14 @@ mod tests {
     #[test]
     fn hostile_names_stay_inside_their_quotes() {
         assert_eq!(quote_ident("plain"), "\"plain\"");
-        assert_eq!(quote_ident("a\"; DROP TABLE events; --"), "\"a\"\"; DROP TABLE events; --\"");
-        assert_eq!(quote_literal("o'brien'); DELETE FROM users; --"), "'o''brien''); DELETE FROM users; --'");
+        assert_eq!(
+            quote_ident("a\"; DROP TABLE events; --"),
+            "\"a\"\"; DROP TABLE events; --\""
+        );
+        assert_eq!(
+            quote_literal("o'brien'); DELETE FROM users; --"),
+            "'o''brien''); DELETE FROM users; --'"
+        );
         assert_eq!(quote_literal("nul\0byte"), "'nulbyte'");
     }
 }

@@ -30,10 +30,18 @@ pub fn for_each_row<E: From<StoreError>>(
 ) -> Result<u64, E> {
     let conn = Connection::open_in_memory().map_err(StoreError::from)?;
     let source = match format {
-        TabularFormat::Csv => format!("read_csv({}, header = true, all_varchar = true)", quote_literal(&path.display().to_string())),
-        TabularFormat::Parquet => format!("read_parquet({})", quote_literal(&path.display().to_string())),
+        TabularFormat::Csv => format!(
+            "read_csv({}, header = true, all_varchar = true)",
+            quote_literal(&path.display().to_string())
+        ),
+        TabularFormat::Parquet => format!(
+            "read_parquet({})",
+            quote_literal(&path.display().to_string())
+        ),
     };
-    let mut stmt = conn.prepare(&format!("SELECT to_json(t)::VARCHAR FROM {source} t")).map_err(StoreError::from)?;
+    let mut stmt = conn
+        .prepare(&format!("SELECT to_json(t)::VARCHAR FROM {source} t"))
+        .map_err(StoreError::from)?;
     let mut rows = stmt.query([]).map_err(StoreError::from)?;
     let mut n = 0;
     while let Some(row) = rows.next().map_err(StoreError::from)? {
@@ -52,18 +60,24 @@ pub fn nest(flat: Map<String, Value>) -> Map<String, Value> {
         let value = match value {
             Value::Null => continue,
             Value::String(s) if s.is_empty() => continue,
-            Value::String(s) if s.trim_start().starts_with('{') => serde_json::from_str::<Value>(&s).unwrap_or(Value::String(s)),
+            Value::String(s) if s.trim_start().starts_with('{') => {
+                serde_json::from_str::<Value>(&s).unwrap_or(Value::String(s))
+            }
             v => v,
         };
         let mut parts: Vec<&str> = key.split('.').collect();
         let Some(last) = parts.pop() else { continue };
         let mut target = &mut out;
         for p in parts {
-            let slot = target.entry(p.to_string()).or_insert_with(|| Value::Object(Map::new()));
+            let slot = target
+                .entry(p.to_string())
+                .or_insert_with(|| Value::Object(Map::new()));
             if !slot.is_object() {
                 *slot = Value::Object(Map::new());
             }
-            let Value::Object(m) = slot else { continue 'rows };
+            let Value::Object(m) = slot else {
+                continue 'rows;
+            };
             target = m;
         }
         match (target.get_mut(last), value) {
@@ -83,7 +97,13 @@ mod tests {
 
     #[test]
     fn dotted_columns_nest() {
-        let Value::Object(flat) = json!({"type":"track","properties.plan":"pro","properties.seats":"4","context":"{\"groupId\":\"w1\"}","userId":"","event":"x"}) else { panic!() };
-        assert_eq!(Value::Object(nest(flat)), json!({"type":"track","properties":{"plan":"pro","seats":"4"},"context":{"groupId":"w1"},"event":"x"}));
+        let Value::Object(flat) = json!({"type":"track","properties.plan":"pro","properties.seats":"4","context":"{\"groupId\":\"w1\"}","userId":"","event":"x"})
+        else {
+            panic!()
+        };
+        assert_eq!(
+            Value::Object(nest(flat)),
+            json!({"type":"track","properties":{"plan":"pro","seats":"4"},"context":{"groupId":"w1"},"event":"x"})
+        );
     }
 }

@@ -31,9 +31,17 @@ pub struct SimulateArgs {
 
 /// Runs the simulator with a progress bar.
 pub fn run_simulate(args: &SimulateArgs) -> anyhow::Result<upmarket_sim::SimSummary> {
-    let cfg = SimConfig { accounts: args.accounts, days: args.days, seed: args.seed, start: args.start };
+    let cfg = SimConfig {
+        accounts: args.accounts,
+        days: args.days,
+        seed: args.seed,
+        start: args.start,
+    };
     let bar = ProgressBar::new(args.accounts);
-    bar.set_style(ProgressStyle::with_template("simulating {bar:40} {pos}/{len} companies {elapsed_precise}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template("simulating {bar:40} {pos}/{len} companies {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     let started = Instant::now();
     let summary = simulate(&cfg, &args.out, |n| {
         if n % 64 == 0 {
@@ -76,12 +84,19 @@ pub struct DemoArgs {
 fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         if !dir.join(MARKER).exists() {
-            anyhow::bail!("{} exists and was not made by `upmarket demo`; choose another --dir", dir.display());
+            anyhow::bail!(
+                "{} exists and was not made by `upmarket demo`; choose another --dir",
+                dir.display()
+            );
         }
-        std::fs::remove_dir_all(dir).with_context(|| format!("removing the old demo in {}", dir.display()))?;
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("removing the old demo in {}", dir.display()))?;
     }
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join(MARKER), "made by `upmarket demo`; safe to delete\n")?;
+    std::fs::write(
+        dir.join(MARKER),
+        "made by `upmarket demo`; safe to delete\n",
+    )?;
     Ok(())
 }
 
@@ -89,15 +104,31 @@ fn fresh_dir(dir: &Path) -> anyhow::Result<()> {
 pub fn run_demo(args: &DemoArgs, config: &Config) -> anyhow::Result<()> {
     fresh_dir(&args.dir)?;
     let sim_dir = args.dir.join("sim");
-    let sim = SimulateArgs { accounts: args.accounts, days: 365, seed: args.seed, start: SimulateArgs::default_start(), out: sim_dir.clone() };
+    let sim = SimulateArgs {
+        accounts: args.accounts,
+        days: 365,
+        seed: args.seed,
+        start: SimulateArgs::default_start(),
+        out: sim_dir.clone(),
+    };
     run_simulate(&sim)?;
     let mut config = config.clone();
     config.data_dir = args.dir.join("data");
     let mut store = crate::open_store(&config)?;
     let started = Instant::now();
-    let summary = crate::import::import_files(&mut store, &config, &[sim_dir.join("events.ndjson")], 10_000)?;
+    let summary = crate::import::import_files(
+        &mut store,
+        &config,
+        &[sim_dir.join("events.ndjson")],
+        10_000,
+    )?;
     let secs = started.elapsed().as_secs_f64();
-    eprintln!("imported {} events in {:.1}s ({:.0} events/s)", summary.stored(), secs, summary.stored() as f64 / secs.max(1e-9));
+    eprintln!(
+        "imported {} events in {:.1}s ({:.0} events/s)",
+        summary.stored(),
+        secs,
+        summary.stored() as f64 / secs.max(1e-9)
+    );
     let session = store.reader()?;
     let stats = session.stats()?;
     println!();
@@ -112,7 +143,11 @@ pub fn run_demo(args: &DemoArgs, config: &Config) -> anyhow::Result<()> {
     let mut scores = session.score_accounts(&model, as_of, None)?;
     session.save_current_scores(&model, as_of, &scores)?;
     session.save_history(&model, as_of.date(), &scores)?;
-    eprintln!("scored {} accounts in {:.2}s", scores.len(), started.elapsed().as_secs_f64());
+    eprintln!(
+        "scored {} accounts in {:.2}s",
+        scores.len(),
+        started.elapsed().as_secs_f64()
+    );
     scores.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then_with(|| a.0.cmp(&b.0)));
     println!();
     for t in &model.tiers {
@@ -120,18 +155,36 @@ pub fn run_demo(args: &DemoArgs, config: &Config) -> anyhow::Result<()> {
         println!("  {:<11} {:>6} accounts  ({})", t.name, n, t.label);
     }
     println!();
-    crate::scoring_cli::print_scores(&scores, crate::scoring_cli::OutputFormat::Table, 15, &model, as_of)?;
+    crate::scoring_cli::print_scores(
+        &scores,
+        crate::scoring_cli::OutputFormat::Table,
+        15,
+        &model,
+        as_of,
+    )?;
     if let Some((top, _)) = scores.first() {
         println!();
-        println!("Explain one:     upmarket explain {top} --data-dir {}", config.data_dir.display());
+        println!(
+            "Explain one:     upmarket explain {top} --data-dir {}",
+            config.data_dir.display()
+        );
     }
     println!();
     println!("Where to look:");
     println!("  data           {}", config.data_dir.display());
-    println!("  simulated CRM  {}  (opportunities)", sim_dir.join("outcomes.csv").display());
+    println!(
+        "  simulated CRM  {}  (opportunities)",
+        sim_dir.join("outcomes.csv").display()
+    );
     println!("  leads (MQLs)   {}", sim_dir.join("leads.csv").display());
-    println!("  sales tier     upmarket accounts --tier sales --data-dir {}", config.data_dir.display());
-    println!("  serve it       upmarket serve --data-dir {}   (GET /api/accounts with a read token)", config.data_dir.display());
+    println!(
+        "  sales tier     upmarket accounts --tier sales --data-dir {}",
+        config.data_dir.display()
+    );
+    println!(
+        "  serve it       upmarket serve --data-dir {}   (GET /api/accounts with a read token)",
+        config.data_dir.display()
+    );
     Ok(())
 }
 

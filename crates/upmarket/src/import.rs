@@ -79,7 +79,10 @@ impl ImportSummary {
         }
         println!("rows read   {:>12}", self.rows);
         println!("stored      {:>12}", self.stored);
-        println!("duplicates  {:>12}   (already stored: safe to re-run)", self.duplicates);
+        println!(
+            "duplicates  {:>12}   (already stored: safe to re-run)",
+            self.duplicates
+        );
         println!("rejected    {:>12}", self.rejected);
         for (code, n) in &self.rejected_by_reason {
             println!("  {code:<26} {n:>8}");
@@ -98,7 +101,12 @@ impl ImportSummary {
         self.rejected += 1;
         *self.rejected_by_reason.entry(err.code()).or_default() += 1;
         if self.examples.len() < MAX_EXAMPLES {
-            self.examples.push(RejectedRow { file: file.display().to_string(), line, code: err.code(), message: err.to_string() });
+            self.examples.push(RejectedRow {
+                file: file.display().to_string(),
+                line,
+                code: err.code(),
+                message: err.to_string(),
+            });
         }
     }
 }
@@ -113,14 +121,27 @@ struct Importer<'a> {
 }
 
 impl Importer<'_> {
-    fn row(&mut self, file: &Path, line: u64, raw: &[u8], value: Result<Value, EventError>) -> Result<(), StoreError> {
+    fn row(
+        &mut self,
+        file: &Path,
+        line: u64,
+        raw: &[u8],
+        value: Result<Value, EventError>,
+    ) -> Result<(), StoreError> {
         let result = value.and_then(|v| {
             if raw.len() > self.ctx.max_event_bytes {
-                return Err(EventError::TooLarge { size: raw.len(), limit: self.ctx.max_event_bytes });
+                return Err(EventError::TooLarge {
+                    size: raw.len(),
+                    limit: self.ctx.max_event_bytes,
+                });
             }
             match v {
                 Value::Object(obj) => self.event(obj, raw),
-                other => Err(EventError::NotAnObject(if other.is_array() { "an array" } else { "a scalar" })),
+                other => Err(EventError::NotAnObject(if other.is_array() {
+                    "an array"
+                } else {
+                    "a scalar"
+                })),
             }
         });
         self.summary.rows += 1;
@@ -152,7 +173,10 @@ impl Importer<'_> {
             return Ok(());
         }
         let statuses = self.store.append(&self.batch)?;
-        let stored = statuses.iter().filter(|s| **s == AppendStatus::Stored).count() as u64;
+        let stored = statuses
+            .iter()
+            .filter(|s| **s == AppendStatus::Stored)
+            .count() as u64;
         self.summary.stored += stored;
         self.summary.duplicates += statuses.len() as u64 - stored;
         self.batch.clear();
@@ -164,7 +188,10 @@ fn format_of(path: &Path, format: Format) -> Format {
     if format != Format::Auto {
         return format;
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
     let name = name.strip_suffix(".gz").unwrap_or(&name);
     if name.ends_with(".csv") {
         Format::Csv
@@ -176,20 +203,49 @@ fn format_of(path: &Path, format: Format) -> Format {
 }
 
 /// Imports every file into `store`.
-pub fn run(store: &mut dyn Store, config: &Config, args: &ImportArgs) -> anyhow::Result<ImportSummary> {
+pub fn run(
+    store: &mut dyn Store,
+    config: &Config,
+    args: &ImportArgs,
+) -> anyhow::Result<ImportSummary> {
     import_with_format(store, config, &args.files, args.format, args.batch_size)
 }
 
 /// Imports files of any supported format (decided by extension).
-pub fn import_files(store: &mut dyn Store, config: &Config, files: &[PathBuf], batch_size: usize) -> anyhow::Result<ImportSummary> {
+pub fn import_files(
+    store: &mut dyn Store,
+    config: &Config,
+    files: &[PathBuf],
+    batch_size: usize,
+) -> anyhow::Result<ImportSummary> {
     import_with_format(store, config, files, Format::Auto, batch_size)
 }
 
-fn import_with_format(store: &mut dyn Store, config: &Config, files: &[PathBuf], format: Format, batch_size: usize) -> anyhow::Result<ImportSummary> {
-    let args = ImportArgs { files: files.to_vec(), format, batch_size, format_json: false };
-    let total_bytes: u64 = args.files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
+fn import_with_format(
+    store: &mut dyn Store,
+    config: &Config,
+    files: &[PathBuf],
+    format: Format,
+    batch_size: usize,
+) -> anyhow::Result<ImportSummary> {
+    let args = ImportArgs {
+        files: files.to_vec(),
+        format,
+        batch_size,
+        format_json: false,
+    };
+    let total_bytes: u64 = args
+        .files
+        .iter()
+        .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
+        .sum();
     let bar = ProgressBar::new(total_bytes);
-    bar.set_style(ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     let mut importer = Importer {
         store,
         ctx: ParseContext {
@@ -210,7 +266,11 @@ fn import_with_format(store: &mut dyn Store, config: &Config, files: &[PathBuf],
         bar.set_message(path.display().to_string());
         match format_of(path, args.format) {
             Format::Csv | Format::Parquet => {
-                let fmt = if format_of(path, args.format) == Format::Csv { TabularFormat::Csv } else { TabularFormat::Parquet };
+                let fmt = if format_of(path, args.format) == Format::Csv {
+                    TabularFormat::Csv
+                } else {
+                    TabularFormat::Parquet
+                };
                 let mut line = 1; // the header
                 for_each_row(path, fmt, |obj| -> Result<(), StoreError> {
                     line += 1;
@@ -228,14 +288,24 @@ fn import_with_format(store: &mut dyn Store, config: &Config, files: &[PathBuf],
     Ok(importer.summary)
 }
 
-fn import_ndjson(importer: &mut Importer<'_>, path: &Path, bar: &ProgressBar) -> anyhow::Result<()> {
+fn import_ndjson(
+    importer: &mut Importer<'_>,
+    path: &Path,
+    bar: &ProgressBar,
+) -> anyhow::Result<()> {
     let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut magic = [0u8; 2];
-    let gz = file.read(&mut magic).map(|n| n == 2 && magic == [0x1f, 0x8b]).unwrap_or(false);
+    let gz = file
+        .read(&mut magic)
+        .map(|n| n == 2 && magic == [0x1f, 0x8b])
+        .unwrap_or(false);
     let file = File::open(path)?;
     let counted = bar.wrap_read(file);
     let reader: Box<dyn BufRead> = if gz {
-        Box::new(BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(counted)))
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            flate2::read::MultiGzDecoder::new(counted),
+        ))
     } else {
         Box::new(BufReader::with_capacity(1 << 20, counted))
     };
@@ -244,7 +314,9 @@ fn import_ndjson(importer: &mut Importer<'_>, path: &Path, bar: &ProgressBar) ->
     let mut line = 0u64;
     loop {
         buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).with_context(|| format!("reading {}", path.display()))?;
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -253,14 +325,21 @@ fn import_ndjson(importer: &mut Importer<'_>, path: &Path, bar: &ProgressBar) ->
         if text.is_empty() {
             continue;
         }
-        let value = serde_json::from_slice::<Value>(text).map_err(|e| EventError::InvalidJson(e.to_string()));
+        let value = serde_json::from_slice::<Value>(text)
+            .map_err(|e| EventError::InvalidJson(e.to_string()));
         importer.row(path, line, text, value)?;
     }
     Ok(())
 }
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &b[start..end.max(start)]
 }

@@ -13,7 +13,11 @@ use upmarket_server::{Config, Overrides, RawConfig};
 use upmarket_store::{DuckDbStore, Store};
 
 #[derive(Parser)]
-#[command(name = "upmarket", version, about = "Turn self-serve product usage into sales pipeline")]
+#[command(
+    name = "upmarket",
+    version,
+    about = "Turn self-serve product usage into sales pipeline"
+)]
 struct Cli {
     /// Config file (TOML). Default: ./upmarket.toml when it exists.
     #[arg(long, global = true, env = "UPMARKET_CONFIG")]
@@ -56,7 +60,10 @@ enum Command {
 
 fn main() {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("UPMARKET_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("UPMARKET_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     if let Err(err) = run(Cli::parse()) {
@@ -70,8 +77,13 @@ fn load_config(cli: &Cli, listen: Option<String>) -> anyhow::Result<Config> {
         let default = PathBuf::from("upmarket.toml");
         default.exists().then_some(default)
     });
-    let env: HashMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("UPMARKET_")).collect();
-    let overrides = Overrides { data_dir: cli.data_dir.clone(), listen };
+    let env: HashMap<String, String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("UPMARKET_"))
+        .collect();
+    let overrides = Overrides {
+        data_dir: cli.data_dir.clone(),
+        listen,
+    };
     let mut raw = RawConfig::load(path.as_deref())?;
     if let Some(model) = &cli.model {
         raw.scoring.model = Some(model.clone());
@@ -100,7 +112,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let store = open_store(&config)?;
             tracing::info!(data_dir = %config.data_dir.display(), "store open");
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
             runtime.block_on(upmarket_server::serve(config, Box::new(store)))
         }
         Command::Import(args) => {
@@ -132,12 +147,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("  listen            {}", config.listen);
             println!("  write keys        {}", config.write_keys.len());
             println!("  read tokens       {}", config.read_tokens.len());
-            println!("  limits            {} B/event, {} B/request, {} events/batch", config.limits.max_event_bytes, config.limits.max_request_bytes, config.limits.max_batch_events);
+            println!(
+                "  limits            {} B/event, {} B/request, {} events/batch",
+                config.limits.max_event_bytes,
+                config.limits.max_request_bytes,
+                config.limits.max_batch_events
+            );
             println!("  free-mail domains {}", config.free_mail.sorted().len());
             let m = &config.model;
-            println!("  model             {} v{} ({}), level {:?}, scale {:?}", m.name, m.version, config.model_origin, m.level, m.scale);
-            println!("  signals           {}", m.signals.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", "));
-            println!("  tiers             {}", m.tiers.iter().map(|t| format!("{} {}+", t.name, t.min)).collect::<Vec<_>>().join(", "));
+            println!(
+                "  model             {} v{} ({}), level {:?}, scale {:?}",
+                m.name, m.version, config.model_origin, m.level, m.scale
+            );
+            println!(
+                "  signals           {}",
+                m.signals
+                    .iter()
+                    .map(|s| s.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!(
+                "  tiers             {}",
+                m.tiers
+                    .iter()
+                    .map(|t| format!("{} {}+", t.name, t.min))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
             println!("  PQA threshold     {}", m.pqa_threshold);
             Ok(())
         }

@@ -246,7 +246,12 @@ impl Model {
     pub fn max_reachable(&self) -> f64 {
         match self.scale {
             Scale::Normalized => 100.0,
-            Scale::Raw => self.components.iter().filter(|c| c.weight > 0.0).map(|c| c.weight * score::max_points(&c.points)).sum(),
+            Scale::Raw => self
+                .components
+                .iter()
+                .filter(|c| c.weight > 0.0)
+                .map(|c| c.weight * score::max_points(&c.points))
+                .sum(),
         }
     }
 }

@@ -78,14 +78,20 @@ fn points_for(points: &Points, value: &SignalValue) -> f64 {
     match points {
         Points::Bands(bands) => {
             let v = value.number();
-            bands.iter().find(|b| v >= b.min && v <= b.max).map_or(0.0, |b| b.points)
+            bands
+                .iter()
+                .find(|b| v >= b.min && v <= b.max)
+                .map_or(0.0, |b| b.points)
         }
         Points::Linear { per_unit, max } => {
             let p = (value.number() * per_unit).max(0.0);
             max.map_or(p, |m| p.min(m))
         }
         Points::Values(map) => match value {
-            SignalValue::Text(Some(t)) => map.iter().find(|(k, _)| k.eq_ignore_ascii_case(t)).map_or(0.0, |(_, p)| *p),
+            SignalValue::Text(Some(t)) => map
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(t))
+                .map_or(0.0, |(_, p)| *p),
             _ => 0.0,
         },
     }
@@ -112,20 +118,44 @@ pub fn sentence(signal: &Signal, value: &SignalValue) -> String {
     let v = value.number();
     let label = &signal.label;
     match &signal.kind {
-        SignalKind::ActiveUsers { window_days } => format!("{} in the last {window_days} days", plural(v, "active user", "active users")),
-        SignalKind::ActiveDays { window_days } => format!("active on {} of the last {window_days} days", fmt_num(v)),
-        SignalKind::EventCount { window_days, .. } => format!("{} {label} in the last {window_days} days", fmt_num(v)),
-        SignalKind::DistinctUsers { window_days, .. } => format!("{label} by {} in the last {window_days} days", plural(v, "user", "users")),
-        SignalKind::Velocity { metric, recent_days, baseline_days } => {
+        SignalKind::ActiveUsers { window_days } => format!(
+            "{} in the last {window_days} days",
+            plural(v, "active user", "active users")
+        ),
+        SignalKind::ActiveDays { window_days } => {
+            format!("active on {} of the last {window_days} days", fmt_num(v))
+        }
+        SignalKind::EventCount { window_days, .. } => {
+            format!("{} {label} in the last {window_days} days", fmt_num(v))
+        }
+        SignalKind::DistinctUsers { window_days, .. } => format!(
+            "{label} by {} in the last {window_days} days",
+            plural(v, "user", "users")
+        ),
+        SignalKind::Velocity {
+            metric,
+            recent_days,
+            baseline_days,
+        } => {
             let what = match metric {
                 VelocityMetric::Events => "usage".to_string(),
                 VelocityMetric::ActiveUsers => "active users".to_string(),
                 VelocityMetric::Selected(_) => label.clone(),
             };
             let dir = if v >= 0.0 { "up" } else { "down" };
-            format!("{what} {dir} {}% (last {recent_days} days against the {baseline_days} before)", fmt_num(v.abs().round()))
+            format!(
+                "{what} {dir} {}% (last {recent_days} days against the {baseline_days} before)",
+                fmt_num(v.abs().round())
+            )
         }
-        SignalKind::FeatureBreadth { window_days, features } => format!("{} of {} {label} used in the last {window_days} days", fmt_num(v), features.len()),
+        SignalKind::FeatureBreadth {
+            window_days,
+            features,
+        } => format!(
+            "{} of {} {label} used in the last {window_days} days",
+            fmt_num(v),
+            features.len()
+        ),
         SignalKind::FeatureTier { .. } => match v as i64 {
             0 => "no tracked features used".into(),
             1 => "uses core features".into(),
@@ -142,29 +172,55 @@ pub fn sentence(signal: &Signal, value: &SignalValue) -> String {
 
 /// Scores one account from its signal values (indexed like `model.signals`).
 pub fn score(model: &Model, values: &[SignalValue]) -> ScoreDetails {
-    let positive: f64 = model.components.iter().filter(|c| c.weight > 0.0).map(|c| c.weight).sum();
+    let positive: f64 = model
+        .components
+        .iter()
+        .filter(|c| c.weight > 0.0)
+        .map(|c| c.weight)
+        .sum();
     let mut components: Vec<ComponentDetail> = model
         .components
         .iter()
         .map(|c| {
             let signal = &model.signals[c.signal];
-            let value = values.get(c.signal).cloned().unwrap_or(SignalValue::Number(0.0));
+            let value = values
+                .get(c.signal)
+                .cloned()
+                .unwrap_or(SignalValue::Number(0.0));
             let points = points_for(&c.points, &value);
             let contribution = match model.scale {
                 Scale::Raw => c.weight * points,
                 Scale::Normalized => 100.0 * c.weight * points / max_points(&c.points) / positive,
             };
-            ComponentDetail { signal: signal.id.clone(), sentence: sentence(signal, &value), value, points, weight: c.weight, contribution }
+            ComponentDetail {
+                signal: signal.id.clone(),
+                sentence: sentence(signal, &value),
+                value,
+                points,
+                weight: c.weight,
+                contribution,
+            }
         })
         .collect();
     let total: f64 = components.iter().map(|c| c.contribution).sum();
     let score = (total.clamp(0.0, 100.0) * 10.0).round() / 10.0;
-    let tier = model.tiers.iter().find(|t| score >= t.min).or(model.tiers.last());
+    let tier = model
+        .tiers
+        .iter()
+        .find(|t| score >= t.min)
+        .or(model.tiers.last());
     components.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
     let summary = components
         .iter()
         .filter(|c| c.points != 0.0)
-        .map(|c| format!("{} ({}{})", c.sentence, if c.contribution >= 0.0 { "+" } else { "" }, fmt_num((c.contribution * 10.0).round() / 10.0)))
+        .map(|c| {
+            format!(
+                "{} ({}{})",
+                c.sentence,
+                if c.contribution >= 0.0 { "+" } else { "" },
+                fmt_num((c.contribution * 10.0).round() / 10.0)
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ");
     ScoreDetails {
@@ -175,6 +231,10 @@ pub fn score(model: &Model, values: &[SignalValue]) -> ScoreDetails {
         model: model.name.clone(),
         model_version: model.version,
         components,
-        summary: if summary.is_empty() { "no scoring signal yet".into() } else { summary },
+        summary: if summary.is_empty() {
+            "no scoring signal yet".into()
+        } else {
+            summary
+        },
     }
 }

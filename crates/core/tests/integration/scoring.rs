@@ -6,7 +6,11 @@ use upmarket_core::model::{score, Model, SignalValue};
 use crate::models_dir;
 
 fn model(name: &str) -> Model {
-    Model::from_toml(&std::fs::read_to_string(models_dir().join(name)).unwrap(), name).unwrap()
+    Model::from_toml(
+        &std::fs::read_to_string(models_dir().join(name)).unwrap(),
+        name,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -14,7 +18,12 @@ fn the_004_worked_formula_by_hand() {
     let m = model("004-worked-example.toml");
     // Active 6 of the last 7 days (daily: 20 pts), 7 active users (6–10: 25 pts), advanced
     // features used (30 pts), events up 50% week over week (50 pts).
-    let values = [SignalValue::Number(6.0), SignalValue::Number(7.0), SignalValue::Number(2.0), SignalValue::Number(50.0)];
+    let values = [
+        SignalValue::Number(6.0),
+        SignalValue::Number(7.0),
+        SignalValue::Number(2.0),
+        SignalValue::Number(50.0),
+    ];
     let s = score(&m, &values);
     let by_hand = 20.0 * 0.4 + 25.0 * 0.3 + 30.0 * 0.2 + 50.0 * 0.1;
     assert_eq!(s.score, by_hand);
@@ -22,10 +31,26 @@ fn the_004_worked_formula_by_hand() {
     assert_eq!((s.tier.as_str(), s.pqa), ("self_serve", false));
 
     // A team of 12 in daily use of advanced features, usage up 300%: 8 + 10.5 + 6 + 30 = 54.5.
-    let s = score(&m, &[SignalValue::Number(7.0), SignalValue::Number(12.0), SignalValue::Number(2.0), SignalValue::Number(300.0)]);
+    let s = score(
+        &m,
+        &[
+            SignalValue::Number(7.0),
+            SignalValue::Number(12.0),
+            SignalValue::Number(2.0),
+            SignalValue::Number(300.0),
+        ],
+    );
     assert_eq!((s.score, s.tier.as_str()), (54.5, "success"));
     // Usage up 600%: 84.5 → PQA, sales tier.
-    let s = score(&m, &[SignalValue::Number(7.0), SignalValue::Number(12.0), SignalValue::Number(2.0), SignalValue::Number(600.0)]);
+    let s = score(
+        &m,
+        &[
+            SignalValue::Number(7.0),
+            SignalValue::Number(12.0),
+            SignalValue::Number(2.0),
+            SignalValue::Number(600.0),
+        ],
+    );
     assert_eq!((s.score, s.tier.as_str(), s.pqa), (84.5, "sales", true));
     assert_eq!(s.model_version, 1);
 }
@@ -33,7 +58,15 @@ fn the_004_worked_formula_by_hand() {
 #[test]
 fn explanations_read_like_sentences() {
     let m = model("004-worked-example.toml");
-    let s = score(&m, &[SignalValue::Number(6.0), SignalValue::Number(9.0), SignalValue::Number(1.0), SignalValue::Number(-20.0)]);
+    let s = score(
+        &m,
+        &[
+            SignalValue::Number(6.0),
+            SignalValue::Number(9.0),
+            SignalValue::Number(1.0),
+            SignalValue::Number(-20.0),
+        ],
+    );
     insta::assert_snapshot!(s.summary, @"active on 6 of the last 7 days (+8); 9 active users in the last 28 days (+7.5); uses core features (+3)");
 }
 

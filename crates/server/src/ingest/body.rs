@@ -12,7 +12,11 @@ use crate::error::ApiError;
 /// SDK sends gzip labelled application/x-www-form-urlencoded). Both the raw and the
 /// decompressed body must fit in `limit` bytes.
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         if len > limit {
             return Err(ApiError::PayloadTooLarge { limit });
         }
@@ -24,7 +28,10 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
             ApiError::InvalidRequest(format!("could not read the request body: {e}"))
         }
     })?;
-    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).map(|v| v.trim().to_ascii_lowercase());
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
     let is_gzip = raw.starts_with(&[0x1f, 0x8b]);
     match encoding.as_deref() {
         None | Some("") | Some("identity") | Some("gzip") | Some("x-gzip") => {}
@@ -32,13 +39,17 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     }
     if !is_gzip {
         if matches!(encoding.as_deref(), Some("gzip") | Some("x-gzip")) {
-            return Err(ApiError::InvalidRequest("Content-Encoding says gzip but the body is not gzip data".into()));
+            return Err(ApiError::InvalidRequest(
+                "Content-Encoding says gzip but the body is not gzip data".into(),
+            ));
         }
         return Ok(raw.to_vec());
     }
     let mut out = Vec::with_capacity(raw.len() * 4);
     let mut decoder = flate2::read::MultiGzDecoder::new(&raw[..]).take(limit as u64 + 1);
-    decoder.read_to_end(&mut out).map_err(|e| ApiError::InvalidRequest(format!("the body is not valid gzip: {e}")))?;
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|e| ApiError::InvalidRequest(format!("the body is not valid gzip: {e}")))?;
     if out.len() > limit {
         return Err(ApiError::PayloadTooLarge { limit });
     }
@@ -60,13 +71,21 @@ fn is_length_limit(err: &axum::Error) -> bool {
 /// Bearer token.
 pub fn auth_key(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
-    if let Some(b64) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    if let Some(b64) = value
+        .strip_prefix("Basic ")
+        .or_else(|| value.strip_prefix("basic "))
+    {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()?;
         let text = String::from_utf8(decoded).ok()?;
         let user = text.split(':').next().unwrap_or_default();
         return (!user.is_empty()).then(|| user.to_string());
     }
-    value.strip_prefix("Bearer ").map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+    value
+        .strip_prefix("Bearer ")
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
 }
 
 /// Explains why `bytes` is not a JSON body.

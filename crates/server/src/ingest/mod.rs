@@ -30,13 +30,28 @@ pub struct IngestReport {
 }
 
 /// Stores the valid events and builds the report. Errors only when nothing could be stored.
-pub async fn store_events(state: &AppState, events: Vec<Event>, rejected: Vec<Rejected>) -> Result<IngestReport, ApiError> {
+pub async fn store_events(
+    state: &AppState,
+    events: Vec<Event>,
+    rejected: Vec<Rejected>,
+) -> Result<IngestReport, ApiError> {
     if events.is_empty() && !rejected.is_empty() {
         return Err(ApiError::AllEventsRejected(rejected));
     }
-    let statuses = if events.is_empty() { Vec::new() } else { state.writer.write(events).await.map_err(write_error)? };
-    let stored = statuses.iter().filter(|s| **s == AppendStatus::Stored).count();
-    Ok(IngestReport { stored, duplicates: statuses.len() - stored, rejected })
+    let statuses = if events.is_empty() {
+        Vec::new()
+    } else {
+        state.writer.write(events).await.map_err(write_error)?
+    };
+    let stored = statuses
+        .iter()
+        .filter(|s| **s == AppendStatus::Stored)
+        .count();
+    Ok(IngestReport {
+        stored,
+        duplicates: statuses.len() - stored,
+        rejected,
+    })
 }
 
 fn write_error(err: WriteError) -> ApiError {

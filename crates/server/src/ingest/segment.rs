@@ -36,11 +36,18 @@ fn context(state: &AppState) -> ParseContext {
 }
 
 /// A single call (`/v1/track` and friends). The route decides the call type.
-pub async fn single(kind: EventKind, state: AppState, headers: HeaderMap, body: Body) -> Result<Json<SegmentReply>, ApiError> {
+pub async fn single(
+    kind: EventKind,
+    state: AppState,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<SegmentReply>, ApiError> {
     let bytes = read_body(&headers, body, state.config.limits.max_request_bytes).await?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| json_error(&bytes))?;
     let Value::Object(mut obj) = value else {
-        return Err(ApiError::InvalidRequest("the body must be a JSON object (one event)".into()));
+        return Err(ApiError::InvalidRequest(
+            "the body must be a JSON object (one event)".into(),
+        ));
     };
     let body_key = match obj.remove("writeKey") {
         Some(Value::String(k)) => Some(k),
@@ -49,13 +56,25 @@ pub async fn single(kind: EventKind, state: AppState, headers: HeaderMap, body: 
     check_write_key(&state, auth_key(&headers).or(body_key).as_deref())?;
     let ctx = context(&state);
     if bytes.len() > ctx.max_event_bytes {
-        let err = upmarket_core::EventError::TooLarge { size: bytes.len(), limit: ctx.max_event_bytes };
-        return Err(ApiError::InvalidEvent { code: err.code(), message: err.to_string() });
+        let err = upmarket_core::EventError::TooLarge {
+            size: bytes.len(),
+            limit: ctx.max_event_bytes,
+        };
+        return Err(ApiError::InvalidEvent {
+            code: err.code(),
+            message: err.to_string(),
+        });
     }
     let event = event_from_object(obj, &bytes, Some(kind), &BatchDefaults::default(), &ctx)
-        .map_err(|e| ApiError::InvalidEvent { code: e.code(), message: e.to_string() })?;
+        .map_err(|e| ApiError::InvalidEvent {
+            code: e.code(),
+            message: e.to_string(),
+        })?;
     let report = store_events(&state, vec![event], Vec::new()).await?;
-    Ok(Json(SegmentReply { success: true, report }))
+    Ok(Json(SegmentReply {
+        success: true,
+        report,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -71,17 +90,31 @@ struct BatchBody<'a> {
 }
 
 /// `POST /v1/batch`.
-pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Json<SegmentReply>, ApiError> {
+pub async fn batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<SegmentReply>, ApiError> {
     let bytes = read_body(&headers, body, state.config.limits.max_request_bytes).await?;
-    let parsed: BatchBody = serde_json::from_slice(&bytes).map_err(|_| batch_shape_error(&bytes))?;
-    check_write_key(&state, auth_key(&headers).or(parsed.write_key.clone()).as_deref())?;
+    let parsed: BatchBody =
+        serde_json::from_slice(&bytes).map_err(|_| batch_shape_error(&bytes))?;
+    check_write_key(
+        &state,
+        auth_key(&headers).or(parsed.write_key.clone()).as_deref(),
+    )?;
     let limit = state.config.limits.max_batch_events;
     if parsed.batch.len() > limit {
-        return Err(ApiError::TooManyEvents { count: parsed.batch.len(), limit });
+        return Err(ApiError::TooManyEvents {
+            count: parsed.batch.len(),
+            limit,
+        });
     }
     let ctx = context(&state);
     let defaults = BatchDefaults {
-        sent_at: parsed.sent_at.as_ref().and_then(|v| upmarket_core::segment::parse_timestamp_value(v)),
+        sent_at: parsed
+            .sent_at
+            .as_ref()
+            .and_then(|v| upmarket_core::segment::parse_timestamp_value(v)),
         context: parsed.context,
     };
     let mut events = Vec::with_capacity(parsed.batch.len());
@@ -89,11 +122,18 @@ pub async fn batch(State(state): State<AppState>, headers: HeaderMap, body: Body
     for (index, raw) in parsed.batch.iter().enumerate() {
         match parse_event(raw.get(), None, &defaults, &ctx) {
             Ok(e) => events.push(e),
-            Err(e) => rejected.push(Rejected { index, code: e.code(), message: e.to_string() }),
+            Err(e) => rejected.push(Rejected {
+                index,
+                code: e.code(),
+                message: e.to_string(),
+            }),
         }
     }
     let report = store_events(&state, events, rejected).await?;
-    Ok(Json(SegmentReply { success: true, report }))
+    Ok(Json(SegmentReply {
+        success: true,
+        report,
+    }))
 }
 
 fn batch_shape_error(bytes: &[u8]) -> ApiError {
@@ -101,9 +141,13 @@ fn batch_shape_error(bytes: &[u8]) -> ApiError {
         Err(_) => json_error(bytes),
         Ok(Value::Object(obj)) => match obj.get("batch") {
             None => ApiError::InvalidRequest("`batch` is required: an array of events".into()),
-            Some(Value::Array(_)) => ApiError::InvalidRequest("`writeKey` must be a string and `context` an object".into()),
+            Some(Value::Array(_)) => ApiError::InvalidRequest(
+                "`writeKey` must be a string and `context` an object".into(),
+            ),
             Some(_) => ApiError::InvalidRequest("`batch` must be an array of events".into()),
         },
-        Ok(_) => ApiError::InvalidRequest("the body must be a JSON object with a `batch` array".into()),
+        Ok(_) => {
+            ApiError::InvalidRequest("the body must be a JSON object with a `batch` array".into())
+        }
     }
 }

@@ -18,7 +18,8 @@ pub fn ev(json: serde_json::Value) -> Event {
         max_event_bytes: 32 * 1024,
         trust_received_at: false,
     };
-    parse_event(&json.to_string(), None, &BatchDefaults::default(), &ctx).expect("test event is valid")
+    parse_event(&json.to_string(), None, &BatchDefaults::default(), &ctx)
+        .expect("test event is valid")
 }
 
 /// A fresh in-memory store with the default free-mail list.

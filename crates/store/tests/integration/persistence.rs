@@ -7,17 +7,34 @@ use upmarket_store::{AppendStatus, DuckDbStore, Store};
 use crate::{ev, memory_store};
 
 fn t(msg: &str) -> upmarket_core::Event {
-    ev(json!({"type":"track","event":"x","userId":"u","messageId":msg,"timestamp":"2026-01-01T00:00:00Z"}))
+    ev(
+        json!({"type":"track","event":"x","userId":"u","messageId":msg,"timestamp":"2026-01-01T00:00:00Z"}),
+    )
 }
 
 #[test]
 fn a_retried_message_id_is_stored_once() {
     let mut store = memory_store();
-    assert_eq!(store.append(&[t("a"), t("b")]).unwrap(), vec![AppendStatus::Stored, AppendStatus::Stored]);
-    assert_eq!(store.append(&[t("b"), t("c"), t("c")]).unwrap(), vec![AppendStatus::Duplicate, AppendStatus::Stored, AppendStatus::Duplicate]);
+    assert_eq!(
+        store.append(&[t("a"), t("b")]).unwrap(),
+        vec![AppendStatus::Stored, AppendStatus::Stored]
+    );
+    assert_eq!(
+        store.append(&[t("b"), t("c"), t("c")]).unwrap(),
+        vec![
+            AppendStatus::Duplicate,
+            AppendStatus::Stored,
+            AppendStatus::Duplicate
+        ]
+    );
     let r = store.reader().unwrap();
-    let counts = r.message_counts(&["a".into(), "b".into(), "c".into(), "zzz".into()]).unwrap();
-    assert_eq!((counts["a"], counts["b"], counts["c"], counts["zzz"]), (1, 1, 1, 0));
+    let counts = r
+        .message_counts(&["a".into(), "b".into(), "c".into(), "zzz".into()])
+        .unwrap();
+    assert_eq!(
+        (counts["a"], counts["b"], counts["c"], counts["zzz"]),
+        (1, 1, 1, 0)
+    );
     assert_eq!(r.stats().unwrap().events, 3);
 }
 
@@ -29,7 +46,11 @@ fn events_survive_a_reopen() {
         store.append(&[t("a"), t("b")]).unwrap();
     }
     let mut store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
-    assert_eq!(store.append(&[t("a")]).unwrap(), vec![AppendStatus::Duplicate], "dedup survives a restart");
+    assert_eq!(
+        store.append(&[t("a")]).unwrap(),
+        vec![AppendStatus::Duplicate],
+        "dedup survives a restart"
+    );
     assert_eq!(store.reader().unwrap().stats().unwrap().events, 2);
 }
 
@@ -42,9 +63,11 @@ fn json_columns_keep_what_was_sent() {
         .unwrap();
     let conn = store.sql_connection().unwrap();
     let (count, note): (i64, String) = conn
-        .query_row("SELECT properties->>'count', properties->>'note' FROM events WHERE message_id = 'm'", [], |r| {
-            Ok((r.get::<_, String>(0)?.parse().unwrap(), r.get(1)?))
-        })
+        .query_row(
+            "SELECT properties->>'count', properties->>'note' FROM events WHERE message_id = 'm'",
+            [],
+            |r| Ok((r.get::<_, String>(0)?.parse().unwrap(), r.get(1)?)),
+        )
         .unwrap();
     assert_eq!((count, note.as_str()), (3, "it's \"quoted\""));
 }

@@ -9,7 +9,9 @@ use upmarket_store::Store;
 use crate::{ev, memory_store};
 
 fn model(name: &str) -> Model {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models").join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models")
+        .join(name);
     Model::from_toml(&std::fs::read_to_string(path).unwrap(), name).unwrap()
 }
 
@@ -19,7 +21,9 @@ fn at(s: &str) -> NaiveDateTime {
 
 fn track(n: &mut u32, user: &str, event: &str, ts: &str) -> upmarket_core::Event {
     *n += 1;
-    ev(json!({"type":"track","event":event,"userId":user,"messageId":format!("w{n}"),"timestamp":ts,"context":{"groupId":"ws-1"}}))
+    ev(
+        json!({"type":"track","event":event,"userId":user,"messageId":format!("w{n}"),"timestamp":ts,"context":{"groupId":"ws-1"}}),
+    )
 }
 
 /// The account of the worked example, as of 2026-03-01 00:00.
@@ -28,18 +32,44 @@ fn worked_example_events() -> Vec<upmarket_core::Event> {
     let mut events = Vec::new();
     // The week before last (Feb 15–21): 10 events.
     for _ in 0..10 {
-        events.push(track(&mut n, "u1", "Report Created", "2026-02-16T10:00:00Z"));
+        events.push(track(
+            &mut n,
+            "u1",
+            "Report Created",
+            "2026-02-16T10:00:00Z",
+        ));
     }
     // Last week (Feb 22–28): 15 events on 6 different days by u1..u6, one of them an advanced feature.
-    let days = [("22", 3), ("23", 3), ("24", 3), ("25", 2), ("26", 2), ("27", 2)];
+    let days = [
+        ("22", 3),
+        ("23", 3),
+        ("24", 3),
+        ("25", 2),
+        ("26", 2),
+        ("27", 2),
+    ];
     for (i, (day, count)) in days.iter().enumerate() {
         for k in 0..*count {
-            let name = if i == 0 && k == 0 { "Alert Configured" } else { "Dashboard Viewed" };
-            events.push(track(&mut n, &format!("u{}", i + 1), name, &format!("2026-02-{day}T1{k}:00:00Z")));
+            let name = if i == 0 && k == 0 {
+                "Alert Configured"
+            } else {
+                "Dashboard Viewed"
+            };
+            events.push(track(
+                &mut n,
+                &format!("u{}", i + 1),
+                name,
+                &format!("2026-02-{day}T1{k}:00:00Z"),
+            ));
         }
     }
     // A seventh teammate, active earlier in the 28 days.
-    events.push(track(&mut n, "u7", "Report Created", "2026-02-05T09:00:00Z"));
+    events.push(track(
+        &mut n,
+        "u7",
+        "Report Created",
+        "2026-02-05T09:00:00Z",
+    ));
     events
 }
 
@@ -49,12 +79,24 @@ fn the_004_worked_example_from_events() {
     store.append(&worked_example_events()).unwrap();
     let m = model("004-worked-example.toml");
     let session = store.reader().unwrap();
-    let measured = session.measure(&m, at("2026-03-01 00:00:00"), None).unwrap();
+    let measured = session
+        .measure(&m, at("2026-03-01 00:00:00"), None)
+        .unwrap();
     assert_eq!(measured.len(), 1);
     assert_eq!(measured[0].account_id, "ws-1");
     // usage: active 6 of the last 7 days; team: 7 users; features: advanced (2); velocity: 15 vs 10 → +50%.
-    assert_eq!(measured[0].values, vec![SignalValue::Number(6.0), SignalValue::Number(7.0), SignalValue::Number(2.0), SignalValue::Number(50.0)]);
-    let scores = session.score_accounts(&m, at("2026-03-01 00:00:00"), None).unwrap();
+    assert_eq!(
+        measured[0].values,
+        vec![
+            SignalValue::Number(6.0),
+            SignalValue::Number(7.0),
+            SignalValue::Number(2.0),
+            SignalValue::Number(50.0)
+        ]
+    );
+    let scores = session
+        .score_accounts(&m, at("2026-03-01 00:00:00"), None)
+        .unwrap();
     let by_hand = 20.0 * 0.4 + 25.0 * 0.3 + 30.0 * 0.2 + 50.0 * 0.1;
     assert_eq!(scores[0].1.score, by_hand);
     assert_eq!(scores[0].1.tier, "self_serve");
@@ -80,7 +122,9 @@ fn events_after_the_as_of_date_change_nothing() {
     let after = session.score_accounts(&m, as_of, None).unwrap();
     assert_eq!(before, after);
     // …and they do count once the as-of date passes them.
-    let later_score = session.score_accounts(&m, at("2026-03-04 00:00:00"), None).unwrap();
+    let later_score = session
+        .score_accounts(&m, at("2026-03-04 00:00:00"), None)
+        .unwrap();
     assert!(later_score[0].1.score > before[0].1.score);
 }
 
@@ -92,7 +136,11 @@ fn scores_history_and_tier_changes_are_kept() {
     let s = store.reader().unwrap();
     let t1 = at("2026-02-20 00:00:00");
     let first = s.score_accounts(&m, t1, None).unwrap();
-    assert_eq!(s.save_current_scores(&m, t1, &first).unwrap().len(), 1, "a first score is a tier entry");
+    assert_eq!(
+        s.save_current_scores(&m, t1, &first).unwrap().len(),
+        1,
+        "a first score is a tier entry"
+    );
     s.save_history(&m, t1.date(), &first).unwrap();
     let t2 = at("2026-03-01 00:00:00");
     let second = s.score_accounts(&m, t2, None).unwrap();

@@ -16,11 +16,21 @@ use crate::memory_store;
 #[test]
 fn sales_tier_accounts_hand_raise_far_more_than_self_serve() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = SimConfig { accounts: 1500, seed: 5, ..SimConfig::default() };
+    let cfg = SimConfig {
+        accounts: 1500,
+        seed: 5,
+        ..SimConfig::default()
+    };
     simulate(&cfg, dir.path(), |_| {}).unwrap();
     let mut store = memory_store();
-    let ctx = ParseContext { received_at: chrono::Utc::now(), source: IngestSource::Import, max_event_bytes: 32 * 1024, trust_received_at: true };
-    let file = std::io::BufReader::new(std::fs::File::open(dir.path().join("events.ndjson")).unwrap());
+    let ctx = ParseContext {
+        received_at: chrono::Utc::now(),
+        source: IngestSource::Import,
+        max_event_bytes: 32 * 1024,
+        trust_received_at: true,
+    };
+    let file =
+        std::io::BufReader::new(std::fs::File::open(dir.path().join("events.ndjson")).unwrap());
     let mut batch = Vec::new();
     for line in file.lines() {
         batch.push(parse_event(&line.unwrap(), None, &BatchDefaults::default(), &ctx).unwrap());
@@ -31,10 +41,17 @@ fn sales_tier_accounts_hand_raise_far_more_than_self_serve() {
     }
     store.append(&batch).unwrap();
 
-    let model_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default.toml");
-    let model = Model::from_toml(&std::fs::read_to_string(model_path).unwrap(), "default.toml").unwrap();
+    let model_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default.toml");
+    let model = Model::from_toml(
+        &std::fs::read_to_string(model_path).unwrap(),
+        "default.toml",
+    )
+    .unwrap();
     let session = store.reader().unwrap();
-    let as_of = (cfg.start + chrono::Days::new(240)).and_hms_opt(0, 0, 0).unwrap();
+    let as_of = (cfg.start + chrono::Days::new(240))
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
     let scores = session.score_accounts(&model, as_of, None).unwrap();
 
     // Workspaces that submitted "contact sales" after the as-of date.
@@ -42,7 +59,11 @@ fn sales_tier_accounts_hand_raise_far_more_than_self_serve() {
     let mut stmt = conn
         .prepare("SELECT DISTINCT workspace_id FROM event_attribution WHERE event = 'Contact Sales Submitted' AND timestamp >= ?")
         .unwrap();
-    let raised: std::collections::HashSet<String> = stmt.query_map([as_of], |r| r.get::<_, String>(0)).unwrap().map(Result::unwrap).collect();
+    let raised: std::collections::HashSet<String> = stmt
+        .query_map([as_of], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
 
     let mut by_tier: HashMap<String, (usize, usize)> = HashMap::new();
     for (ws, d) in &scores {
@@ -50,11 +71,26 @@ fn sales_tier_accounts_hand_raise_far_more_than_self_serve() {
         e.0 += 1;
         e.1 += raised.contains(ws) as usize;
     }
-    let rate = |t: &str| by_tier.get(t).map_or(0.0, |(n, h)| *h as f64 / (*n).max(1) as f64);
+    let rate = |t: &str| {
+        by_tier
+            .get(t)
+            .map_or(0.0, |(n, h)| *h as f64 / (*n).max(1) as f64)
+    };
     for t in ["sales", "success", "self_serve"] {
         let (n, h) = by_tier.get(t).copied().unwrap_or_default();
-        eprintln!("{t:<11} {n:>5} accounts, {h:>4} hand-raised later: {:.1}%", rate(t) * 100.0);
+        eprintln!(
+            "{t:<11} {n:>5} accounts, {h:>4} hand-raised later: {:.1}%",
+            rate(t) * 100.0
+        );
     }
-    assert!(by_tier.get("sales").is_some_and(|(n, _)| *n >= 5), "the sales tier is not empty: {by_tier:?}");
-    assert!(rate("sales") > 5.0 * rate("self_serve"), "sales {} vs self-serve {}", rate("sales"), rate("self_serve"));
+    assert!(
+        by_tier.get("sales").is_some_and(|(n, _)| *n >= 5),
+        "the sales tier is not empty: {by_tier:?}"
+    );
+    assert!(
+        rate("sales") > 5.0 * rate("self_serve"),
+        "sales {} vs self-serve {}",
+        rate("sales"),
+        rate("self_serve")
+    );
 }

@@ -10,12 +10,17 @@ use upmarket_store::Store;
 use crate::{open_store, Server, WRITE_KEY};
 
 fn batch_body(client: usize, n: usize, size: usize) -> (String, Vec<String>) {
-    let ids: Vec<String> = (0..size).map(|i| format!("crash-{client}-{n}-{i}")).collect();
+    let ids: Vec<String> = (0..size)
+        .map(|i| format!("crash-{client}-{n}-{i}"))
+        .collect();
     let events: Vec<serde_json::Value> = ids
         .iter()
         .map(|id| serde_json::json!({"type":"track","event":"Report Created","userId":format!("u{client}"),"messageId":id,"properties":{"n":n}}))
         .collect();
-    (serde_json::json!({ "batch": events, "writeKey": WRITE_KEY }).to_string(), ids)
+    (
+        serde_json::json!({ "batch": events, "writeKey": WRITE_KEY }).to_string(),
+        ids,
+    )
 }
 
 #[test]
@@ -28,14 +33,21 @@ fn acknowledged_events_survive_kill_9_exactly_once() {
         .map(|client| {
             let (url, acked, stop) = (server.url.clone(), acked.clone(), stop.clone());
             std::thread::spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .timeout_global(Some(Duration::from_secs(5)))
+                    .build()
+                    .into();
                 // Bounded: at most 2,000 requests per client, and it stops when the server dies.
                 for n in 0..2000 {
                     if stop.load(Ordering::Relaxed) {
                         break;
                     }
                     let (body, ids) = batch_body(client, n, 50);
-                    match agent.post(&format!("{url}/v1/batch")).header("Content-Type", "application/json").send(body.as_bytes()) {
+                    match agent
+                        .post(&format!("{url}/v1/batch"))
+                        .header("Content-Type", "application/json")
+                        .send(body.as_bytes())
+                    {
                         Ok(r) if r.status() == 200 => acked.lock().unwrap().extend(ids),
                         Ok(_) => {}
                         Err(_) => break,
@@ -52,12 +64,19 @@ fn acknowledged_events_survive_kill_9_exactly_once() {
         c.join().unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 500, "the load produced only {} acknowledged events", acked.len());
+    assert!(
+        acked.len() >= 500,
+        "the load produced only {} acknowledged events",
+        acked.len()
+    );
     let store = open_store(&data_dir);
     let counts = store.reader().unwrap().message_counts(&acked).unwrap();
     let missing: Vec<_> = acked.iter().filter(|id| counts[*id] == 0).take(5).collect();
     let doubled: Vec<_> = acked.iter().filter(|id| counts[*id] > 1).take(5).collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
     assert!(doubled.is_empty(), "stored twice: {doubled:?}");
-    eprintln!("{} acknowledged events all present exactly once after kill -9", acked.len());
+    eprintln!(
+        "{} acknowledged events all present exactly once after kill -9",
+        acked.len()
+    );
 }

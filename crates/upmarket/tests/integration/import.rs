@@ -8,8 +8,16 @@ use upmarket_store::Store;
 use crate::{open_store, upmarket};
 
 fn import(work: &std::path::Path, files: &[&str]) -> Value {
-    let out = upmarket(work).args(["import", "--json", "--data-dir", "data"]).args(files).output().expect("run import");
-    assert!(out.status.success(), "import failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = upmarket(work)
+        .args(["import", "--json", "--data-dir", "data"])
+        .args(files)
+        .output()
+        .expect("run import");
+    assert!(
+        out.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("summary is JSON")
 }
 
@@ -40,26 +48,44 @@ fn ndjson_and_csv_import_with_dedup_and_reasons() {
     assert_eq!(first["rejected"], 3);
     assert_eq!(first["rejected_by_reason"]["missing_field"], 2);
     assert_eq!(first["rejected_by_reason"]["invalid_json"], 1);
-    assert_eq!(first["examples"][0]["line"], 4, "rejections point at their line");
+    assert_eq!(
+        first["examples"][0]["line"], 4,
+        "rejections point at their line"
+    );
 
     // Safe to re-run: nothing is stored twice.
     let again = import(work.path(), &["events.ndjson", "events.csv"]);
-    assert_eq!((again["stored"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(5)));
+    assert_eq!(
+        (again["stored"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(5))
+    );
 
     let store = open_store(&work.path().join("data"));
     let reader = store.reader().unwrap();
     assert_eq!(reader.stats().unwrap().events, 4);
-    let a = reader.attribution("018f0000-0000-7000-8000-000000000001").unwrap().unwrap();
+    let a = reader
+        .attribution("018f0000-0000-7000-8000-000000000001")
+        .unwrap()
+        .unwrap();
     assert_eq!(a.company_id.as_deref(), Some("hooli.com"));
     let conn = store.sql_connection().unwrap();
-    let plan: String = conn.query_row("SELECT properties->>'plan' FROM events WHERE message_id = 'c1'", [], |r| r.get(0)).unwrap();
+    let plan: String = conn
+        .query_row(
+            "SELECT properties->>'plan' FROM events WHERE message_id = 'c1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
     assert_eq!(plan, "pro");
 }
 
 #[test]
 fn a_missing_file_is_named() {
     let work = tempfile::tempdir().unwrap();
-    let out = upmarket(work.path()).args(["import", "--data-dir", "data", "nope.ndjson"]).output().unwrap();
+    let out = upmarket(work.path())
+        .args(["import", "--data-dir", "data", "nope.ndjson"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.ndjson: no such file"));
 }

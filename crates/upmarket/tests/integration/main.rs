@@ -14,18 +14,27 @@ pub const WRITE_KEY: &str = "wk_test_0123456789";
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// The upmarket binary under test, run in `dir` so that no stray upmarket.toml is read.
 pub fn upmarket(dir: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_upmarket"));
-    cmd.current_dir(dir).env_remove("UPMARKET_CONFIG").env_remove("UPMARKET_DATA_DIR").env("UPMARKET_LOG", "warn");
+    cmd.current_dir(dir)
+        .env_remove("UPMARKET_CONFIG")
+        .env_remove("UPMARKET_DATA_DIR")
+        .env("UPMARKET_LOG", "warn");
     cmd
 }
 
@@ -54,15 +63,25 @@ impl Server {
             if ureq::get(&format!("{url}/health")).call().is_ok() {
                 break;
             }
-            assert!(Instant::now() < deadline, "upmarket serve did not come up on {url}");
+            assert!(
+                Instant::now() < deadline,
+                "upmarket serve did not come up on {url}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Server { child, url, data_dir }
+        Server {
+            child,
+            url,
+            data_dir,
+        }
     }
 
     /// Graceful stop (SIGTERM), waiting for the process to exit.
     pub fn stop(mut self) -> PathBuf {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill -TERM");
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill -TERM");
         assert!(status.success());
         let exit = self.child.wait().expect("wait for upmarket");
         assert!(exit.success(), "upmarket serve exited with {exit}");
@@ -86,5 +105,6 @@ impl Drop for Server {
 
 /// Opens the store a stopped server left behind.
 pub fn open_store(data_dir: &Path) -> upmarket_store::DuckDbStore {
-    upmarket_store::DuckDbStore::open(data_dir, &upmarket_core::FreeMailDomains::default()).expect("open the store")
+    upmarket_store::DuckDbStore::open(data_dir, &upmarket_core::FreeMailDomains::default())
+        .expect("open the store")
 }

@@ -28,7 +28,11 @@ struct Expected {
 
 fn send(sdk: &str, url: &str) -> Vec<Expected> {
     let script = repo_root().join("tests/sdk/send_events.py");
-    let out = Command::new(python()).arg(&script).args([sdk, url, WRITE_KEY]).output().expect("run python");
+    let out = Command::new(python())
+        .arg(&script)
+        .args([sdk, url, WRITE_KEY])
+        .output()
+        .expect("run python");
     assert!(
         out.status.success(),
         "the {sdk} SDK script failed (install the SDKs with scripts/test or pip install -r tests/sdk/requirements.txt):\n{}",
@@ -57,8 +61,16 @@ fn official_sdks_deliver_every_event_with_identity() {
             assert_eq!(counts[&e.message_id], 1, "{sdk}: {e:?} stored once");
             let got = reader.attribution(&e.message_id).unwrap().expect("stored");
             assert_eq!(
-                (got.person.as_str(), got.workspace_id.as_deref(), got.company_id.as_deref()),
-                (e.person.as_str(), e.workspace.as_deref(), e.company.as_deref()),
+                (
+                    got.person.as_str(),
+                    got.workspace_id.as_deref(),
+                    got.company_id.as_deref()
+                ),
+                (
+                    e.person.as_str(),
+                    e.workspace.as_deref(),
+                    e.company.as_deref()
+                ),
                 "{sdk}: attribution of {}",
                 e.message_id
             );
