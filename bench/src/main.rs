@@ -121,7 +121,10 @@ fn start_server(bin: &Path, data: &Path) -> anyhow::Result<Server> {
         .arg(data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("UPMARKET_WRITE_KEYS", KEY)
-        .env("UPMARKET_LOG", "warn")
+        .env(
+            "UPMARKET_LOG",
+            std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .spawn()?;
     let url = format!("http://127.0.0.1:{port}");

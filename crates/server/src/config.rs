@@ -103,6 +103,8 @@ pub struct RawIngest {
     pub queue_depth: Option<usize>,
     /// Most events the writer commits in one transaction (group commit).
     pub max_commit_events: Option<usize>,
+    /// How long identity facts of committed events may wait to be written together.
+    pub identity_flush_ms: Option<usize>,
     /// Which PostHog group type names the workspace.
     pub posthog_group_type: Option<String>,
 }
@@ -151,6 +153,8 @@ pub struct Config {
     pub queue_depth: usize,
     /// Largest group commit, in events.
     pub max_commit_events: usize,
+    /// How long identity facts of committed events may wait to be written together.
+    pub identity_flush: std::time::Duration,
     /// PostHog group type that names the workspace.
     pub posthog_group_type: String,
     /// Domains that never form a company.
@@ -317,6 +321,11 @@ impl RawConfig {
                 self.ingest.max_commit_events,
                 50_000,
             )?,
+            identity_flush: std::time::Duration::from_millis(positive(
+                "ingest.identity_flush_ms",
+                self.ingest.identity_flush_ms,
+                250,
+            )? as u64),
             posthog_group_type: self
                 .ingest
                 .posthog_group_type

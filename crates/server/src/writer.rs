@@ -1,10 +1,12 @@
 //! The single writer. One thread owns the store's writing handle; request handlers hand it
 //! batches through a bounded queue and wait for the commit. It drains whatever is queued into
 //! one transaction (group commit), so many small requests cost one fsync, and it answers each
-//! request only after that transaction committed: a 200 means durable.
+//! request only after that transaction committed: a 200 means durable. When no request has come
+//! for a moment, and before it stops, it lets the store write what it deferred.
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::oneshot;
 use upmarket_core::Event;
@@ -74,8 +76,25 @@ impl WriterHandle {
     }
 }
 
+/// How long the writer waits for work before it writes deferred data (identity facts).
+const IDLE_FLUSH: Duration = Duration::from_millis(20);
+
+fn flush(store: &mut dyn Store) {
+    if let Err(err) = store.flush() {
+        tracing::error!(error = %err, "writing deferred data failed");
+    }
+}
+
 fn run(mut store: Box<dyn Store>, rx: Receiver<Request>, max_commit_events: usize) {
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = match rx.recv_timeout(IDLE_FLUSH) {
+            Ok(first) => first,
+            Err(RecvTimeoutError::Timeout) => {
+                flush(store.as_mut());
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         let mut group = vec![first];
         let mut total = group[0].events.len();
         while total < max_commit_events {
@@ -117,5 +136,6 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Request>, max_commit_events: usiz
             }
         }
     }
+    flush(store.as_mut());
     tracing::info!("writer stopped");
 }

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use duckdb::types::{TimeUnit, Value as DbValue};
@@ -10,7 +11,9 @@ use serde_json::{Map, Value};
 use upmarket_core::{Event, FreeMailDomains};
 
 use crate::identity_batch::IdentityBatch;
+use crate::identity_write::{applied_through, facts_after, set_applied_through, write_identity};
 use crate::schema::MIGRATIONS;
+use crate::write_cache::WriteCache;
 use crate::{
     AccountSignals, AppendStatus, Attribution, HistoryPoint, Store, StoreError, StoreSession,
     StoreStats, StoredScore, TierChange,
@@ -26,14 +29,21 @@ pub const DB_FILE: &str = "upmarket.duckdb";
 pub struct DuckDbStore {
     conn: Connection,
     path: PathBuf,
-    /// Aliases already written, so that the common case (every event of an identified user
-    /// carries the same anonymousId) costs no write.
-    known_aliases: HashSet<String>,
-    /// Memberships already written, with their `since`.
-    known_memberships: HashMap<(String, String), DateTime<Utc>>,
+    /// The `seq` the next stored event gets (the writer numbers events itself).
+    next_seq: i64,
+    /// Committed state remembered between commits (see [`crate::write_cache`]).
+    cache: WriteCache,
+    /// How long identity facts of committed events may wait before they are written
+    /// (zero: in the events' own transaction).
+    identity_delay: Duration,
+    /// Identity facts of committed events not yet written, when deferred.
+    pending: IdentityBatch,
+    /// The last event `pending` covers, and since when it has waited.
+    pending_through: i64,
+    pending_since: Option<Instant>,
 }
 
-fn ts(t: DateTime<Utc>) -> DbValue {
+pub(crate) fn ts(t: DateTime<Utc>) -> DbValue {
     DbValue::Timestamp(TimeUnit::Microsecond, t.timestamp_micros())
 }
 
@@ -41,7 +51,7 @@ fn opt_ts(t: Option<DateTime<Utc>>) -> DbValue {
     t.map_or(DbValue::Null, ts)
 }
 
-fn json_or_null(m: &Map<String, Value>) -> Result<Option<String>, StoreError> {
+pub(crate) fn json_or_null(m: &Map<String, Value>) -> Result<Option<String>, StoreError> {
     if m.is_empty() {
         Ok(None)
     } else {
@@ -78,19 +88,81 @@ impl DuckDbStore {
     ) -> Result<Self, StoreError> {
         migrate(&conn)?;
         conn.execute_batch(STAGING)?;
+        conn.execute_batch(crate::identity_write::STAGING)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let next_seq: i64 =
+            conn.query_row("SELECT coalesce(max(seq), 0) + 1 FROM events", [], |r| {
+                r.get(0)
+            })?;
         let mut store = DuckDbStore {
             conn,
             path,
-            known_aliases: HashSet::new(),
-            known_memberships: HashMap::new(),
+            next_seq,
+            cache: WriteCache::default(),
+            identity_delay: Duration::ZERO,
+            pending: IdentityBatch::default(),
+            pending_through: 0,
+            pending_since: None,
         };
         store.set_free_mail_domains(free_mail)?;
+        store.replay_identity()?;
         Ok(store)
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Lets identity facts of committed events wait up to `delay` and be written together
+    /// (the server's setting: under load, a commit then costs one append). Readers see a new
+    /// person's workspace and company that much later; events are never delayed, and a crash
+    /// loses nothing (the facts are replayed from the events at the next open).
+    pub fn defer_identity(&mut self, delay: Duration) {
+        self.identity_delay = delay;
+    }
+
+    /// Writes the identity facts of events committed before and not yet applied (a crash
+    /// between an events commit and its deferred identity write).
+    fn replay_identity(&mut self) -> Result<(), StoreError> {
+        let through = applied_through(&self.conn)?;
+        let newest = self.next_seq - 1;
+        if newest <= through {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let facts = facts_after(&self.conn, through)?;
+        self.identity_transaction(&facts, newest)?;
+        tracing::info!(
+            events = newest - through,
+            ms = started.elapsed().as_millis() as u64,
+            "identity replayed"
+        );
+        Ok(())
+    }
+
+    /// Writes `facts` and moves the watermark to `through`, in one transaction.
+    fn identity_transaction(
+        &mut self,
+        facts: &IdentityBatch,
+        through: i64,
+    ) -> Result<(), StoreError> {
+        run(&self.conn, "BEGIN TRANSACTION")?;
+        let result = write_identity(&self.conn, &mut self.cache, facts)
+            .and_then(|()| set_applied_through(&self.conn, through))
+            .and_then(|()| run(&self.conn, "COMMIT").map(|_| ()));
+        if result.is_err() {
+            self.abandon();
+        }
+        result
+    }
+
+    /// After a failed statement: roll back, and forget cached state that may name its rows.
+    fn abandon(&mut self) {
+        self.cache.forget_identity();
+        if let Err(rollback) = run(&self.conn, "ROLLBACK") {
+            tracing::debug!(error = %rollback, "rollback after a failed transaction");
+        }
     }
 
     /// Replaces the free-mail domain list (takes effect on the next read).
@@ -113,15 +185,25 @@ impl DuckDbStore {
         Ok(self.conn.try_clone()?)
     }
 
-    fn stage_events(&self, events: &[(usize, &Event)]) -> Result<(), StoreError> {
-        self.conn.execute("DELETE FROM temp.staging_events", [])?;
-        let mut app = self
-            .conn
-            .appender_to_catalog_and_db("staging_events", "temp", "main")?;
-        for (ord, e) in events {
+    /// Appends `events` to `events` in the database (`catalog` None) or to the staging table
+    /// of the slow path (`Some("temp")`), numbering them from `first_seq` in order.
+    fn append_rows(
+        &self,
+        table: &str,
+        catalog: Option<&str>,
+        events: &[(usize, &Event)],
+        first_seq: i64,
+    ) -> Result<(), StoreError> {
+        let mut app = match catalog {
+            Some(catalog) => self
+                .conn
+                .appender_to_catalog_and_db(table, catalog, "main")?,
+            None => self.conn.appender(table)?,
+        };
+        for (n, (_, e)) in events.iter().enumerate() {
             app.append_row(params![
                 DbValue::HugeInt(e.dedup_key()),
-                *ord as i64,
+                first_seq + n as i64,
                 e.message_id,
                 e.kind.as_str(),
                 e.event,
@@ -144,150 +226,137 @@ impl DuckDbStore {
         Ok(())
     }
 
-    /// Writes a batch's identity facts set-based: each table's rows are appended to a temp
-    /// table, then merged with one statement (per-row upserts cost milliseconds each).
-    fn write_identity(&mut self, batch: &IdentityBatch) -> Result<(), StoreError> {
-        let conn = &self.conn;
-        if !batch.users.is_empty() {
-            conn.execute("DELETE FROM temp.staging_users", [])?;
-            let mut app = conn.appender_to_catalog_and_db("staging_users", "temp", "main")?;
-            for (id, u) in &batch.users {
-                let (Some(first), Some(last)) = (u.first_seen, u.last_seen) else {
-                    continue;
-                };
-                app.append_row(params![
-                    id,
-                    u.email,
-                    u.email_domain(),
-                    json_or_null(&u.traits)?,
-                    ts(first),
-                    ts(last)
-                ])?;
+    /// The fast path: append straight into `events`. Fails (and the caller rolls back) if any
+    /// event is already stored: the primary key refuses the whole append.
+    fn insert_new(&self, events: &[(usize, &Event)]) -> Result<HashSet<i128>, StoreError> {
+        self.append_rows("events", None, events, self.next_seq)?;
+        Ok(events.iter().map(|(_, e)| e.dedup_key()).collect())
+    }
+
+    /// The slow path, for batches holding events stored before: stage, then
+    /// `INSERT OR IGNORE`, which returns the keys actually inserted.
+    fn insert_or_ignore(&self, events: &[(usize, &Event)]) -> Result<HashSet<i128>, StoreError> {
+        run(&self.conn, "DELETE FROM temp.staging_events")?;
+        self.append_rows("staging_events", Some("temp"), events, self.next_seq)?;
+        let mut stmt = self.conn.prepare_cached(INSERT_EVENTS)?;
+        let inserted = stmt
+            .query_map([], |row| row.get::<_, i128>(0))?
+            .collect::<Result<HashSet<_>, _>>()?;
+        Ok(inserted)
+    }
+
+    /// One transaction: insert the events (by `insert`), then, unless identity is deferred,
+    /// write the identity facts of those actually inserted. Commits and returns the inserted
+    /// keys, or rolls back.
+    fn transact(
+        &mut self,
+        events: &[(usize, &Event)],
+        insert: fn(&Self, &[(usize, &Event)]) -> Result<HashSet<i128>, StoreError>,
+    ) -> Result<HashSet<i128>, StoreError> {
+        run(&self.conn, "BEGIN TRANSACTION")?;
+        let result = (|| -> Result<HashSet<i128>, StoreError> {
+            let t0 = Instant::now();
+            let inserted = insert(self, events)?;
+            let t1 = Instant::now();
+            if self.identity_delay.is_zero() {
+                let mut facts = std::mem::take(&mut self.pending);
+                for (_, e) in events {
+                    if inserted.contains(&e.dedup_key()) {
+                        facts.add(e);
+                    }
+                }
+                let through = self.next_seq + events.len() as i64 - 1;
+                let written = write_identity(&self.conn, &mut self.cache, &facts)
+                    .and_then(|()| set_applied_through(&self.conn, through));
+                if let Err(err) = written {
+                    self.pending = facts;
+                    return Err(err);
+                }
+                self.pending_since = None;
             }
-            app.flush()?;
-            drop(app);
-            conn.execute_batch(MERGE_USERS)?;
+            tracing::debug!(
+                events = events.len(),
+                insert_ms = (t1 - t0).as_millis() as u64,
+                identity_ms = t1.elapsed().as_millis() as u64,
+                "append"
+            );
+            Ok(inserted)
+        })();
+        let committed = result.and_then(|inserted| {
+            run(&self.conn, "COMMIT")?;
+            Ok(inserted)
+        });
+        if committed.is_err() {
+            self.abandon();
         }
-        let new_aliases: Vec<(&String, &(String, DateTime<Utc>))> = batch
-            .aliases
-            .iter()
-            .filter(|(a, _)| !self.known_aliases.contains(*a))
-            .collect();
-        if !new_aliases.is_empty() {
-            conn.execute("DELETE FROM temp.staging_aliases", [])?;
-            let mut app = conn.appender_to_catalog_and_db("staging_aliases", "temp", "main")?;
-            for (alias, (user, since)) in &new_aliases {
-                app.append_row(params![alias, user, ts(*since)])?;
-            }
-            app.flush()?;
-            drop(app);
-            conn.execute_batch(MERGE_ALIASES)?;
-            for (alias, _) in new_aliases {
-                self.known_aliases.insert(alias.clone());
-            }
-        }
-        let new_members: Vec<(&(String, String), &DateTime<Utc>)> = batch
-            .memberships
-            .iter()
-            .filter(|(k, since)| {
-                self.known_memberships
-                    .get(*k)
-                    .is_none_or(|known| *since < known)
-            })
-            .collect();
-        if !new_members.is_empty() {
-            conn.execute("DELETE FROM temp.staging_memberships", [])?;
-            let mut app = conn.appender_to_catalog_and_db("staging_memberships", "temp", "main")?;
-            for (key, since) in &new_members {
-                app.append_row(params![key.0, key.1, ts(**since)])?;
-            }
-            app.flush()?;
-            drop(app);
-            conn.execute_batch(MERGE_MEMBERSHIPS)?;
-            for (key, since) in new_members {
-                self.known_memberships.insert(key.clone(), *since);
-            }
-        }
-        if !batch.workspaces.is_empty() {
-            conn.execute("DELETE FROM temp.staging_workspaces", [])?;
-            let mut app = conn.appender_to_catalog_and_db("staging_workspaces", "temp", "main")?;
-            for (id, w) in &batch.workspaces {
-                let Some(first) = w.first_seen else { continue };
-                app.append_row(params![
-                    id,
-                    w.name(),
-                    w.domain(),
-                    json_or_null(&w.traits)?,
-                    ts(first)
-                ])?;
-            }
-            app.flush()?;
-            drop(app);
-            conn.execute_batch(MERGE_WORKSPACES)?;
-        }
-        Ok(())
+        committed
     }
 }
 
 impl Store for DuckDbStore {
     fn append(&mut self, events: &[Event]) -> Result<Vec<AppendStatus>, StoreError> {
         let mut statuses = vec![AppendStatus::Duplicate; events.len()];
-        // Within the batch, the first copy of a messageId is the one stored.
+        // Within the batch, the first copy of a messageId is the one stored; retries of
+        // recently committed events are answered from memory.
         let mut seen = HashSet::with_capacity(events.len());
         let unique: Vec<(usize, &Event)> = events
             .iter()
             .enumerate()
-            .filter(|(_, e)| seen.insert(e.dedup_key()))
+            .filter(|(_, e)| {
+                let key = e.dedup_key();
+                !self.cache.recent.contains(key) && seen.insert(key)
+            })
             .collect();
         if unique.is_empty() {
             return Ok(statuses);
         }
-        self.conn.execute_batch("BEGIN TRANSACTION")?;
-        let result = (|| -> Result<HashSet<i128>, StoreError> {
-            let t0 = std::time::Instant::now();
-            self.stage_events(&unique)?;
-            let t1 = std::time::Instant::now();
-            let mut stmt = self.conn.prepare_cached(INSERT_EVENTS)?;
-            let inserted = stmt
-                .query_map([], |row| row.get::<_, i128>(0))?
-                .collect::<Result<HashSet<_>, _>>()?;
-            drop(stmt);
-            let t2 = std::time::Instant::now();
-            let new_events = unique
-                .iter()
-                .filter(|(_, e)| inserted.contains(&e.dedup_key()))
-                .map(|(_, e)| *e);
-            let identity = IdentityBatch::collect(new_events);
-            self.write_identity(&identity)?;
-            tracing::debug!(
-                events = unique.len(),
-                stage_ms = (t1 - t0).as_millis() as u64,
-                insert_ms = (t2 - t1).as_millis() as u64,
-                identity_ms = t2.elapsed().as_millis() as u64,
-                "append"
-            );
-            Ok(inserted)
-        })();
-        match result {
-            Ok(inserted) => {
-                self.conn.execute_batch("COMMIT")?;
-                for (i, e) in &unique {
-                    if inserted.contains(&e.dedup_key()) {
-                        statuses[*i] = AppendStatus::Stored;
-                    }
-                }
-                Ok(statuses)
+        // Most batches are all new: append them straight into the table. If the primary key
+        // refuses one (an event stored long ago, or before a restart), redo the batch the slow
+        // way, which skips what is stored.
+        let inserted = match self.transact(&unique, Self::insert_new) {
+            Ok(inserted) => inserted,
+            Err(fast) => {
+                tracing::debug!(error = %fast, "fast append refused; inserting one by one");
+                self.transact(&unique, Self::insert_or_ignore)?
             }
-            Err(err) => {
-                // The caches may name rows of the rolled-back transaction.
-                self.known_aliases.clear();
-                self.known_memberships.clear();
-                if let Err(rollback) = self.conn.execute_batch("ROLLBACK") {
-                    tracing::error!(error = %rollback, "rollback failed");
+        };
+        self.next_seq += unique.len() as i64;
+        let deferred = !self.identity_delay.is_zero();
+        for (i, e) in &unique {
+            let key = e.dedup_key();
+            if inserted.contains(&key) {
+                statuses[*i] = AppendStatus::Stored;
+                if deferred {
+                    self.pending.add(e);
                 }
-                Err(err)
+            }
+            self.cache.recent.insert(key);
+        }
+        if deferred {
+            self.pending_through = self.next_seq - 1;
+            let since = *self.pending_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= self.identity_delay {
+                // The events are committed whatever happens here; a failure leaves the facts
+                // pending (and replayable from the events at the next open).
+                if let Err(err) = self.flush() {
+                    tracing::error!(error = %err, "writing deferred identity facts failed");
+                }
             }
         }
+        Ok(statuses)
+    }
+
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if self.pending_since.is_none() {
+            return Ok(());
+        }
+        let facts = std::mem::take(&mut self.pending);
+        if let Err(err) = self.identity_transaction(&facts, self.pending_through) {
+            self.pending = facts;
+            return Err(err);
+        }
+        self.pending_since = None;
+        Ok(())
     }
 
     fn reader(&self) -> Result<Box<dyn StoreSession>, StoreError> {
@@ -458,23 +527,51 @@ impl StoreSession for DuckDbSession {
             Level::Workspace => "workspace_id",
             Level::Company => "company_id",
         };
-        let newest: i64 =
-            self.conn
-                .query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
+        // Only events whose identity facts are applied: the accounts of the rest are not known
+        // yet (the writer may defer them a moment).
+        let newest: i64 = self.conn.query_row(
+            "SELECT least(coalesce(max(seq), 0), (SELECT max(through_seq) FROM identity_state)) FROM events",
+            [],
+            |r| r.get(0),
+        )?;
         if newest <= after_seq {
             return Ok((Vec::new(), newest));
         }
-        // People who sent new events, then every account they count for.
+        // The people who sent the new events (a range of `seq`, which DuckDB's zone maps
+        // find without reading the rest), then every account they can count for: the groups
+        // those events named and every workspace the people belong to (and at company level,
+        // those workspaces' companies and the people's own). No scan of the attribution view.
+        let accounts = match level {
+            Level::Workspace => "SELECT workspace_id FROM ws",
+            Level::Company => {
+                "SELECT wc.company_id FROM ws JOIN workspace_companies wc USING (workspace_id)
+                 UNION SELECT pc.company_id FROM people JOIN person_companies pc USING (person)"
+            }
+        };
         let sql = format!(
-            "SELECT DISTINCT {col} FROM event_attribution WHERE {col} IS NOT NULL AND person IN (
-                SELECT DISTINCT coalesce(a.person, e.user_id, e.anonymous_id) FROM events e
-                LEFT JOIN person_ids a ON a.id = coalesce(e.user_id, e.anonymous_id)
-                WHERE e.seq > ? AND e.seq <= ?) ORDER BY 1"
+            "WITH new_events AS (
+                SELECT user_id, anonymous_id, group_id FROM events WHERE seq > ? AND seq <= ?
+            ), people AS (
+                SELECT DISTINCT coalesce(au.person, e.user_id, aa.person, e.anonymous_id) AS person
+                FROM new_events e
+                LEFT JOIN person_ids au ON au.id = e.user_id
+                LEFT JOIN person_ids aa ON aa.id = e.anonymous_id
+            ), ws AS (
+                SELECT group_id AS workspace_id FROM new_events WHERE group_id IS NOT NULL
+                UNION SELECT pm.workspace_id FROM people JOIN person_memberships pm USING (person)
+            )
+            SELECT DISTINCT {col} FROM ({accounts}) AS t({col}) WHERE {col} IS NOT NULL ORDER BY 1"
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let rows = stmt.query_map(params![after_seq, newest], |r| r.get::<_, String>(0))?;
         Ok((rows.collect::<Result<Vec<_>, _>>()?, newest))
     }
+}
+
+/// Runs one statement of the write path, prepared once per connection: parsing and planning
+/// cost more than the work itself for the small commits of live ingestion.
+pub(crate) fn run(conn: &Connection, sql: &str) -> Result<usize, StoreError> {
+    Ok(conn.prepare_cached(sql)?.execute([])?)
 }
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
@@ -500,58 +597,18 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 
 const STAGING: &str = r#"
 CREATE OR REPLACE TEMP TABLE staging_events (
-    msg_key HUGEINT, ord BIGINT, message_id VARCHAR, type VARCHAR, event VARCHAR, name VARCHAR,
+    msg_key HUGEINT, seq BIGINT, message_id VARCHAR, type VARCHAR, event VARCHAR, name VARCHAR,
     user_id VARCHAR, anonymous_id VARCHAR, group_id VARCHAR, previous_id VARCHAR,
     timestamp TIMESTAMP, original_timestamp TIMESTAMP, sent_at TIMESTAMP, received_at TIMESTAMP,
     properties VARCHAR, traits VARCHAR, context VARCHAR, source VARCHAR
 );
-CREATE OR REPLACE TEMP TABLE staging_users (user_id VARCHAR, email VARCHAR, email_domain VARCHAR, traits VARCHAR, first_seen TIMESTAMP, last_seen TIMESTAMP);
-CREATE OR REPLACE TEMP TABLE staging_aliases (alias VARCHAR, user_id VARCHAR, since TIMESTAMP);
-CREATE OR REPLACE TEMP TABLE staging_memberships (user_id VARCHAR, workspace_id VARCHAR, since TIMESTAMP);
-CREATE OR REPLACE TEMP TABLE staging_workspaces (workspace_id VARCHAR, name VARCHAR, domain VARCHAR, traits VARCHAR, first_seen TIMESTAMP);
 "#;
 
 const INSERT_EVENTS: &str = r#"
 INSERT OR IGNORE INTO events
-SELECT msg_key, nextval('event_seq'), message_id, type, event, name, user_id, anonymous_id,
+SELECT msg_key, seq, message_id, type, event, name, user_id, anonymous_id,
        group_id, previous_id, timestamp, original_timestamp, sent_at, received_at,
        properties::JSON, traits::JSON, context::JSON, source
-FROM temp.staging_events ORDER BY ord
+FROM temp.staging_events ORDER BY seq
 RETURNING msg_key
-"#;
-
-const MERGE_USERS: &str = r#"
-INSERT INTO users SELECT user_id, email, email_domain, traits::JSON, first_seen, last_seen FROM temp.staging_users
-ON CONFLICT (user_id) DO UPDATE SET
-    email = coalesce(excluded.email, users.email),
-    email_domain = coalesce(excluded.email_domain, users.email_domain),
-    traits = CASE WHEN excluded.traits IS NULL THEN users.traits
-                  WHEN users.traits IS NULL THEN excluded.traits
-                  ELSE json_merge_patch(users.traits, excluded.traits) END,
-    first_seen = least(users.first_seen, excluded.first_seen),
-    last_seen = greatest(users.last_seen, excluded.last_seen)
-"#;
-
-// An alias of an alias points at the final person; the first mapping of an id wins.
-const MERGE_ALIASES: &str = r#"
-INSERT INTO aliases
-SELECT s.alias, coalesce(a.user_id, s.user_id), s.since
-FROM temp.staging_aliases s LEFT JOIN aliases a ON a.alias = s.user_id
-ON CONFLICT (alias) DO NOTHING
-"#;
-
-const MERGE_MEMBERSHIPS: &str = r#"
-INSERT INTO memberships SELECT user_id, workspace_id, since FROM temp.staging_memberships
-ON CONFLICT (user_id, workspace_id) DO UPDATE SET since = least(memberships.since, excluded.since)
-"#;
-
-const MERGE_WORKSPACES: &str = r#"
-INSERT INTO workspaces SELECT workspace_id, name, domain, traits::JSON, first_seen FROM temp.staging_workspaces
-ON CONFLICT (workspace_id) DO UPDATE SET
-    name = coalesce(excluded.name, workspaces.name),
-    domain = coalesce(excluded.domain, workspaces.domain),
-    traits = CASE WHEN excluded.traits IS NULL THEN workspaces.traits
-                  WHEN workspaces.traits IS NULL THEN excluded.traits
-                  ELSE json_merge_patch(workspaces.traits, excluded.traits) END,
-    first_seen = least(workspaces.first_seen, excluded.first_seen)
 "#;

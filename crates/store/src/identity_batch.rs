@@ -43,16 +43,8 @@ fn widen(range: (&mut Option<DateTime<Utc>>, &mut Option<DateTime<Utc>>), t: Dat
 }
 
 impl IdentityBatch {
-    /// Collects the identity facts of `events`, in order.
-    pub(crate) fn collect<'a>(events: impl IntoIterator<Item = &'a Event>) -> Self {
-        let mut batch = IdentityBatch::default();
-        for e in events {
-            batch.add(e);
-        }
-        batch
-    }
-
-    fn add(&mut self, e: &Event) {
+    /// Adds one event's facts.
+    pub(crate) fn add(&mut self, e: &Event) {
         let t = e.timestamp;
         // Users: anyone with a userId, with traits from identify calls.
         if let Some(user) = &e.user_id {

@@ -17,11 +17,13 @@
 mod duckdb_store;
 pub mod error;
 mod identity_batch;
+mod identity_write;
 pub mod schema;
 pub mod scores;
 pub mod scoring;
 pub mod sql;
 pub mod tabular;
+mod write_cache;
 
 use std::collections::HashMap;
 
@@ -77,6 +79,13 @@ pub trait Store: Send {
     /// Durably stores a batch in one transaction: when this returns `Ok`, every event is
     /// committed (or was already there). Returns one status per input event, in order.
     fn append(&mut self, events: &[Event]) -> Result<Vec<AppendStatus>, StoreError>;
+
+    /// Writes whatever derived data the store deferred (identity facts the server lets wait a
+    /// moment). The writer calls it when idle and before stopping. Events themselves are
+    /// always durable when `append` returns.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// A handle for reading, usable from another thread.
     fn reader(&self) -> Result<Box<dyn StoreSession>, StoreError>;

@@ -4,7 +4,11 @@
 //! All timestamps are UTC, stored as `TIMESTAMP` (microseconds).
 
 /// The migrations, in order. Never edit a released one: append a new one.
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "events and identity", V1), (2, "scores", V2)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "events and identity", V1),
+    (2, "scores", V2),
+    (3, "identity watermark", V3),
+];
 
 const V1: &str = r#"
 CREATE SEQUENCE IF NOT EXISTS event_seq;
@@ -176,4 +180,13 @@ CREATE TABLE tier_changes (
     to_tier       VARCHAR NOT NULL,
     score         DOUBLE NOT NULL
 );
+"#;
+
+const V3: &str = r#"
+-- Identity facts (users, aliases, memberships, workspaces) are derived from events; the writer
+-- may apply them a little after the events commit (the server batches them). through_seq says
+-- up to which event they are applied: at open, the store replays the events after it, so a
+-- crash between the two loses nothing.
+CREATE TABLE identity_state (through_seq BIGINT NOT NULL);
+INSERT INTO identity_state SELECT coalesce(max(seq), 0) FROM events;
 "#;

@@ -110,7 +110,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if config.write_keys.is_empty() {
                 anyhow::bail!("no write key configured: set `ingest.write_keys` in the config file or UPMARKET_WRITE_KEYS");
             }
-            let store = open_store(&config)?;
+            let mut store = open_store(&config)?;
+            store.defer_identity(config.identity_flush);
             tracing::info!(data_dir = %config.data_dir.display(), "store open");
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

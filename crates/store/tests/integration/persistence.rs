@@ -71,3 +71,75 @@ fn json_columns_keep_what_was_sent() {
         .unwrap();
     assert_eq!((count, note.as_str()), (3, "it's \"quoted\""));
 }
+
+#[test]
+fn a_batch_mixing_old_and_new_events_after_a_restart_stores_only_the_new() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
+        store.append(&[t("a"), t("b")]).unwrap();
+    }
+    // After a restart the writer's memory of recent keys is empty: the primary key refuses
+    // the fast append and the batch is redone one by one.
+    let mut store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
+    assert_eq!(
+        store.append(&[t("c"), t("a"), t("d")]).unwrap(),
+        vec![
+            AppendStatus::Stored,
+            AppendStatus::Duplicate,
+            AppendStatus::Stored
+        ]
+    );
+    let conn = store.sql_connection().unwrap();
+    let order: Vec<String> = conn
+        .prepare("SELECT message_id FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(order, ["a", "b", "c", "d"], "seq keeps arrival order");
+}
+
+fn identify(msg: &str, user: &str, email: &str) -> upmarket_core::Event {
+    ev(
+        json!({"type":"identify","userId":user,"messageId":msg,"timestamp":"2026-01-01T00:00:00Z","traits":{"email":email}}),
+    )
+}
+
+#[test]
+fn deferred_identity_is_written_on_flush() {
+    let mut store = memory_store();
+    store.defer_identity(std::time::Duration::from_secs(3600));
+    store.append(&[identify("i1", "ann", "ann@acme.com")]).unwrap();
+    let r = store.reader().unwrap();
+    assert!(r.attribution("i1").unwrap().unwrap().company_id.is_none());
+    store.flush().unwrap();
+    assert_eq!(
+        r.attribution("i1").unwrap().unwrap().company_id.as_deref(),
+        Some("acme.com")
+    );
+}
+
+#[test]
+fn identity_deferred_at_a_crash_is_replayed_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
+        store.defer_identity(std::time::Duration::from_secs(3600));
+        store
+            .append(&[identify("i1", "ann", "ann@acme.com"), t("x1")])
+            .unwrap();
+        // Dropped without flush: the events are committed, their identity facts are not.
+    }
+    let store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
+    let r = store.reader().unwrap();
+    assert_eq!(
+        r.attribution("i1").unwrap().unwrap().company_id.as_deref(),
+        Some("acme.com")
+    );
+    let (touched, _) = r
+        .touched_accounts(upmarket_core::model::Level::Company, 0)
+        .unwrap();
+    assert_eq!(touched, ["acme.com"]);
+}

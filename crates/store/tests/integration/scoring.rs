@@ -9,9 +9,11 @@ use upmarket_store::Store;
 use crate::{ev, memory_store};
 
 fn model(name: &str) -> Model {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models")
-        .join(name);
+    let path = std::path::Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../models")
+    .join(name);
     Model::from_toml(&std::fs::read_to_string(path).unwrap(), name).unwrap()
 }
 

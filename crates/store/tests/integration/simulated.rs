@@ -41,8 +41,10 @@ fn sales_tier_accounts_hand_raise_far_more_than_self_serve() {
     }
     store.append(&batch).unwrap();
 
-    let model_path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default.toml");
+    let model_path = std::path::Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
+    )
+    .join("../../models/default.toml");
     let model = Model::from_toml(
         &std::fs::read_to_string(model_path).unwrap(),
         "default.toml",
