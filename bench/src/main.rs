@@ -5,6 +5,8 @@
 //!   several concurrent clients, every batch acknowledged only after commit) against DuckDB's own
 //!   bulk load (`read_json`) of the same NDJSON into a table.
 //! - `import`: `upmarket import FILE` against DuckDB's `read_json` of the same file.
+//! - `scoring`: `upmarket score` of every account against the same signals hand-written in
+//!   DuckDB SQL and in pandas; then the incremental re-score of one account.
 //!
 //! Run: `bash bench/run` (all) or `bash bench/run ingest-http`. Data sets come from
 //! `upmarket simulate` (see bench/run for the sizes).
@@ -15,6 +17,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+
+mod scoring;
 
 #[derive(Parser)]
 struct Cli {
@@ -44,6 +48,34 @@ enum Bench {
     },
     /// `upmarket import` vs DuckDB read_json.
     Import,
+    /// Full scoring vs hand-written DuckDB SQL and pandas; incremental re-score latency.
+    Scoring {
+        /// An upmarket data directory holding the events (from `upmarket import`).
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The model to score with.
+        #[arg(long, default_value = "models/default.toml")]
+        model: PathBuf,
+        /// The SQL baseline (the same signals, hand-written).
+        #[arg(long, default_value = "bench/baselines/default_model.sql")]
+        sql: PathBuf,
+        /// The pandas baseline.
+        #[arg(long, default_value = "bench/baselines/default_model_pandas.py")]
+        pandas: PathBuf,
+        /// Python with pandas and pyarrow (the pandas baseline is skipped without it).
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
+    /// Runs the SQL baseline once and prints its rows (used by `scoring`, in its own process).
+    Sql {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        file: PathBuf,
+        /// `YYYY-MM-DD HH:MM:SS`.
+        #[arg(long)]
+        as_of: String,
+    },
 }
 
 const KEY: &str = "wk_bench_0123456789";
@@ -224,8 +256,28 @@ fn import(cli: &Cli) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.bench {
-        Bench::IngestHttp { clients, batch } => ingest_http(&cli, clients, batch),
+    match &cli.bench {
+        Bench::IngestHttp { clients, batch } => ingest_http(&cli, *clients, *batch),
         Bench::Import => import(&cli),
+        Bench::Scoring {
+            data_dir,
+            model,
+            sql,
+            pandas,
+            python,
+        } => scoring::run(&scoring::ScoringBench {
+            upmarket: &cli.upmarket,
+            data_dir,
+            model,
+            sql,
+            pandas,
+            python: python.as_deref(),
+            scratch: &cli.scratch,
+        }),
+        Bench::Sql { db, file, as_of } => scoring::run_sql(
+            db,
+            file,
+            chrono::NaiveDateTime::parse_from_str(as_of, "%Y-%m-%d %H:%M:%S")?,
+        ),
     }
 }

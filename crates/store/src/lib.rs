@@ -14,8 +14,10 @@
 //! before anything reaches a store), or speak HTTP. A store only accepts validated [`Event`]s.
 #![deny(missing_docs)]
 
+mod attribution;
 mod duckdb_store;
 pub mod error;
+mod few;
 mod identity_batch;
 mod identity_write;
 pub mod schema;
@@ -30,7 +32,7 @@ use std::collections::HashMap;
 use chrono::{NaiveDate, NaiveDateTime};
 use upmarket_core::model::{Level, Model, ScoreDetails};
 
-pub use duckdb_store::DuckDbStore;
+pub use duckdb_store::{DuckDbStore, DB_FILE};
 pub use error::StoreError;
 pub use scores::{HistoryPoint, StoredScore, TierChange};
 pub use scoring::AccountSignals;

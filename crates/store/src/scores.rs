@@ -107,7 +107,7 @@ pub fn save_current(
 ) -> Result<Vec<TierChange>, StoreError> {
     stage(conn, model, as_of, scores)?;
     in_transaction(conn, || {
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare_cached(
             "INSERT INTO tier_changes
              SELECT n.as_of, n.level, n.account_id, n.model_name, n.model_version, c.tier, n.tier, n.score
              FROM temp.new_scores n

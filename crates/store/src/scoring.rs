@@ -10,6 +10,7 @@ use chrono::NaiveDateTime;
 use duckdb::Connection;
 use upmarket_core::model::{EventSelector, Level, Model, SignalKind, SignalValue, VelocityMetric};
 
+use crate::attribution::{attribution_with, IdentityRelations};
 use crate::sql::{quote_ident, quote_literal};
 use crate::StoreError;
 
@@ -30,7 +31,11 @@ pub fn timestamp_literal(t: NaiveDateTime) -> String {
     )
 }
 
-fn in_list(items: &[String]) -> String {
+/// A quoted SQL list for `IN (…)`; `NULL` (which matches nothing) when empty.
+pub(crate) fn in_list(items: &[String]) -> String {
+    if items.is_empty() {
+        return "NULL".into();
+    }
     items
         .iter()
         .map(|s| quote_literal(s))
@@ -60,6 +65,13 @@ pub fn selector_sql(sel: &EventSelector) -> String {
     }
 }
 
+/// How many distinct values of `expr` the rows matching `cond` hold. Written with `list` rather
+/// than `count(DISTINCT …) FILTER (…)`: DuckDB gives each DISTINCT aggregate its own hash table,
+/// which costs milliseconds per signal even over a few rows (and more over millions).
+fn distinct(expr: &str, cond: &str) -> String {
+    format!("coalesce(len(list_distinct(list({expr}) FILTER (WHERE {cond}))), 0)")
+}
+
 fn since(as_of: &str, days: u32) -> String {
     format!("timestamp >= {as_of} - INTERVAL {days} DAY")
 }
@@ -78,16 +90,47 @@ fn json_path(key: &str) -> (String, String) {
     (col.to_string(), quote_literal(&format!("$.{path}")))
 }
 
+/// `properties.x = value` filters, one SQL condition each.
+pub(crate) fn event_filter_sql(filters: &[(String, String)]) -> Vec<String> {
+    filters
+        .iter()
+        .map(|(k, v)| {
+            let (col, path) = json_path(k);
+            format!(
+                "json_extract_string({}, {path}) = {}",
+                quote_ident(&col),
+                quote_literal(v)
+            )
+        })
+        .collect()
+}
+
+/// A track event's feature tier: 3 enterprise, 2 advanced, 1 core, 0 none.
+pub(crate) fn tier_sql(core: &[String], advanced: &[String], enterprise: &[String]) -> String {
+    let tier = |list: &[String], n: u8| {
+        if list.is_empty() {
+            String::new()
+        } else {
+            format!("WHEN event IN ({}) THEN {n} ", in_list(list))
+        }
+    };
+    format!(
+        "CASE {}{}{}ELSE 0 END",
+        tier(enterprise, 3),
+        tier(advanced, 2),
+        tier(core, 1)
+    )
+}
+
 /// The aggregate expression measuring one numeric signal over `scoring_events`.
 fn aggregate(kind: &SignalKind, as_of: &str) -> Option<String> {
     Some(match kind {
-        SignalKind::ActiveUsers { window_days } => format!(
-            "count(DISTINCT person) FILTER (WHERE {})",
-            since(as_of, *window_days)
-        ),
+        SignalKind::ActiveUsers { window_days } => {
+            format!("{}", distinct("person", &since(as_of, *window_days)))
+        }
         SignalKind::ActiveDays { window_days } => format!(
-            "count(DISTINCT CAST(timestamp AS DATE)) FILTER (WHERE {})",
-            since(as_of, *window_days)
+            "{}",
+            distinct("CAST(timestamp AS DATE)", &since(as_of, *window_days))
         ),
         SignalKind::EventCount {
             window_days,
@@ -95,23 +138,22 @@ fn aggregate(kind: &SignalKind, as_of: &str) -> Option<String> {
             filters,
         } => {
             let mut cond = vec![since(as_of, *window_days), selector_sql(select)];
-            for (k, v) in filters {
-                let (col, path) = json_path(k);
-                cond.push(format!(
-                    "json_extract_string({}, {path}) = {}",
-                    quote_ident(&col),
-                    quote_literal(v)
-                ));
-            }
+            cond.extend(event_filter_sql(filters));
             format!("count(*) FILTER (WHERE {})", cond.join(" AND "))
         }
         SignalKind::DistinctUsers {
             window_days,
             select,
         } => format!(
-            "count(DISTINCT person) FILTER (WHERE {} AND {})",
-            since(as_of, *window_days),
-            selector_sql(select)
+            "{}",
+            distinct(
+                "person",
+                &format!(
+                    "{} AND {}",
+                    since(as_of, *window_days),
+                    selector_sql(select)
+                )
+            )
         ),
         SignalKind::Velocity {
             metric,
@@ -143,12 +185,9 @@ fn aggregate(kind: &SignalKind, as_of: &str) -> Option<String> {
                         r,
                     )
                 }
-                VelocityMetric::ActiveUsers => (
-                    format!("count(DISTINCT person) FILTER (WHERE {recent})"),
-                    format!("count(DISTINCT person) FILTER (WHERE {base})"),
-                    1,
-                    1,
-                ),
+                VelocityMetric::ActiveUsers => {
+                    (distinct("person", &recent), distinct("person", &base), 1, 1)
+                }
             };
             // From nothing to something counts as +100%.
             format!(
@@ -161,9 +200,15 @@ fn aggregate(kind: &SignalKind, as_of: &str) -> Option<String> {
             features,
         } => {
             format!(
-                "count(DISTINCT event) FILTER (WHERE {} AND type = 'track' AND event IN ({}))",
-                since(as_of, *window_days),
-                in_list(features)
+                "{}",
+                distinct(
+                    "event",
+                    &format!(
+                        "{} AND type = 'track' AND event IN ({})",
+                        since(as_of, *window_days),
+                        in_list(features)
+                    )
+                )
             )
         }
         SignalKind::FeatureTier {
@@ -172,18 +217,9 @@ fn aggregate(kind: &SignalKind, as_of: &str) -> Option<String> {
             advanced,
             enterprise,
         } => {
-            let tier = |list: &Vec<String>, n: u8| {
-                if list.is_empty() {
-                    String::new()
-                } else {
-                    format!("WHEN event IN ({}) THEN {n} ", in_list(list))
-                }
-            };
             format!(
-                "coalesce(max(CASE {}{}{}ELSE 0 END) FILTER (WHERE {} AND type = 'track'), 0)",
-                tier(enterprise, 3),
-                tier(advanced, 2),
-                tier(core, 1),
+                "coalesce(max({}) FILTER (WHERE {} AND type = 'track'), 0)",
+                tier_sql(core, advanced, enterprise),
                 since(as_of, *window_days)
             )
         }
@@ -221,6 +257,154 @@ fn account_column(level: Level) -> &'static str {
     }
 }
 
+fn strings(conn: &Connection, sql: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Prepares re-scoring a few accounts: selects into `temp.candidate_events` every event that
+/// can count for one of `accounts` (a superset, found from the identity tables without
+/// attributing every event), and restricts the identity relations to the people those events
+/// name (`temp.c_person_ids`, `temp.c_person_memberships`).
+///
+/// Candidates: the events of the accounts' workspaces (at company level, the workspaces of the
+/// company and the company-less workspaces its people belong to, whose events fall back to the
+/// person's e-mail domain), and the events without a group sent by the accounts' people under
+/// any of their ids (those are placed by membership). Every filter is a literal IN list on one
+/// column, which DuckDB checks against each row group's min/max: re-scoring one account reads
+/// a few thousand rows, not the whole history.
+fn restrict_to(
+    conn: &Connection,
+    level: Level,
+    accounts: &[String],
+    at: &str,
+) -> Result<IdentityRelations, StoreError> {
+    let list = in_list(accounts);
+    // The accounts' workspaces and the ids their people are known by.
+    let (workspaces, member_ids) = match level {
+        Level::Workspace => (
+            accounts.to_vec(),
+            strings(
+                conn,
+                &format!("SELECT DISTINCT user_id FROM memberships WHERE workspace_id IN ({list})"),
+            )?,
+        ),
+        Level::Company => {
+            let own = strings(
+                conn,
+                &format!(
+                    "SELECT workspace_id FROM workspace_companies WHERE company_id IN ({list})"
+                ),
+            )?;
+            let people = strings(
+                conn,
+                &format!(
+                    "SELECT person FROM person_companies WHERE company_id IN ({list})
+                     UNION SELECT person FROM person_memberships WHERE workspace_id IN ({})",
+                    in_list(&own)
+                ),
+            )?;
+            let mut workspaces = own;
+            workspaces.extend(strings(
+                conn,
+                &format!(
+                    "SELECT DISTINCT pm.workspace_id FROM person_memberships pm
+                     JOIN workspace_companies wc USING (workspace_id)
+                     WHERE wc.company_id IS NULL AND pm.person IN ({})",
+                    in_list(&people)
+                ),
+            )?);
+            (workspaces, people)
+        }
+    };
+    let people = people_of(conn, &member_ids)?;
+    let ids = ids_of(conn, &people)?;
+    // Only the columns scoring reads (the JSON context is the widest and never needed).
+    let cols = "timestamp, type, event, name, user_id, anonymous_id, group_id, properties, traits";
+    let mut parts = vec![format!(
+        "SELECT {cols} FROM events WHERE timestamp < {at} AND group_id IN ({})",
+        in_list(&workspaces)
+    )];
+    if !ids.is_empty() {
+        let ids = in_list(&ids);
+        parts.push(format!(
+            "SELECT {cols} FROM events WHERE timestamp < {at} AND group_id IS NULL AND user_id IN ({ids})"
+        ));
+        parts.push(format!(
+            "SELECT {cols} FROM events WHERE timestamp < {at} AND group_id IS NULL AND anonymous_id IN ({ids})
+               AND (user_id IS NULL OR user_id NOT IN ({ids}))"
+        ));
+    }
+    conn.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE candidate_events AS {}",
+        parts.join(" UNION ALL ")
+    ))?;
+    // The identity relations restricted to the people the candidates name: the views'
+    // definitions (schema.rs) over the matching rows only.
+    let named = strings(
+        conn,
+        "SELECT user_id FROM temp.candidate_events WHERE user_id IS NOT NULL
+         UNION SELECT anonymous_id FROM temp.candidate_events WHERE anonymous_id IS NOT NULL",
+    )?;
+    let all_ids = ids_of(conn, &people_of(conn, &named)?)?;
+    conn.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE c_person_ids AS
+         SELECT alias AS id, user_id AS person FROM aliases WHERE alias IN ({named});
+         CREATE OR REPLACE TEMP TABLE c_person_memberships AS
+         SELECT coalesce(a.user_id, m.user_id) AS person, m.workspace_id, min(m.since) AS since
+         FROM (SELECT * FROM memberships WHERE user_id IN ({all})) m
+         LEFT JOIN (SELECT * FROM aliases WHERE alias IN ({all})) a ON a.alias = m.user_id
+         GROUP BY ALL;",
+        named = in_list(&named),
+        all = in_list(&all_ids)
+    ))?;
+    Ok(IdentityRelations {
+        person_ids: "temp.c_person_ids".into(),
+        person_memberships: "temp.c_person_memberships".into(),
+        companies: (level == Level::Company)
+            .then(|| ("workspace_companies".into(), "person_companies".into())),
+    })
+}
+
+/// The people (canonical ids) behind `ids`, through the alias map.
+fn people_of(conn: &Connection, ids: &[String]) -> Result<Vec<String>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(&format!(
+        "SELECT alias, user_id FROM aliases WHERE alias IN ({})",
+        in_list(ids)
+    ))?;
+    let mapped: HashMap<String, String> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut people: Vec<String> = ids
+        .iter()
+        .map(|id| mapped.get(id).unwrap_or(id).clone())
+        .collect();
+    people.sort();
+    people.dedup();
+    Ok(people)
+}
+
+/// Every id `people` are known by: themselves and their aliases.
+fn ids_of(conn: &Connection, people: &[String]) -> Result<Vec<String>, StoreError> {
+    let mut ids = people.to_vec();
+    if !people.is_empty() {
+        ids.extend(strings(
+            conn,
+            &format!(
+                "SELECT alias FROM aliases WHERE user_id IN ({})",
+                in_list(people)
+            ),
+        )?);
+    }
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
 /// Measures every signal of `model` for every account with events before `as_of` (or only
 /// `accounts`, when given).
 pub fn measure(
@@ -231,113 +415,199 @@ pub fn measure(
 ) -> Result<Vec<AccountSignals>, StoreError> {
     let at = timestamp_literal(as_of);
     let acct = account_column(model.level);
-    let only = match accounts {
-        Some(list) if list.is_empty() => return Ok(Vec::new()),
-        Some(list) => format!(" AND {acct} IN ({})", in_list(list)),
-        None => String::new(),
-    };
-    // One pass over the events before as-of, attributed once; every query below reads it.
-    // Properties are kept only when a signal filters on them, traits only for identify / group.
+    let window = max_window(model).max(1);
+    // The columns the signals read. Properties are kept only when a signal filters on them.
     let needs_properties = model
         .signals
         .iter()
         .any(|s| matches!(&s.kind, SignalKind::EventCount { filters, .. } if !filters.is_empty()));
-    conn.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE scoring_events AS
-         SELECT {acct} AS account_id, person, timestamp, type, event,
-                coalesce(json_extract_string(properties, '$.path'), name) AS path,
-                {} AS properties,
-                CASE WHEN type IN ('identify', 'group') THEN traits END AS traits
-         FROM event_attribution
-         WHERE timestamp < {at} AND {acct} IS NOT NULL{only}",
+    let columns = format!(
+        "{acct} AS account_id, person, timestamp, type, event,
+         coalesce(json_extract_string(properties, '$.path'), name) AS path,
+         {} AS properties,
+         CASE WHEN type IN ('identify', 'group') THEN traits END AS traits",
         if needs_properties {
             "properties"
         } else {
             "NULL::JSON"
         }
-    ))?;
-    // Every account with any event before as-of, and when it was last active.
-    let mut rows: HashMap<String, Vec<SignalValue>> = HashMap::new();
+    );
+    let mut values: HashMap<String, Vec<SignalValue>> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
-    {
-        let sql = format!("SELECT account_id, date_diff('day', max(timestamp), {at}) FROM temp.scoring_events GROUP BY 1 ORDER BY 1");
-        let mut stmt = conn.prepare(&sql)?;
-        let mut q = stmt.query([])?;
-        while let Some(r) = q.next()? {
-            let id: String = r.get(0)?;
-            let recency: i64 = r.get(1)?;
-            let values = model
+    match accounts {
+        Some([]) => return Ok(Vec::new()),
+        // A few accounts: attribute their candidate events once, with one match column per
+        // signal, and count in Rust (crate::few).
+        Some(list) => {
+            let identity = restrict_to(conn, model.level, list, &at)?;
+            let marks: String = model
                 .signals
                 .iter()
-                .map(|s| match s.kind {
-                    SignalKind::Recency => SignalValue::Number(recency as f64),
-                    SignalKind::Trait { .. } => SignalValue::Text(None),
-                    _ => SignalValue::Number(0.0),
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    crate::few::match_column(&s.kind).map(|m| format!(", {m} AS m{i}"))
                 })
                 .collect();
-            rows.insert(id.clone(), values);
-            order.push(id);
+            conn.execute_batch(&format!(
+                "CREATE OR REPLACE TEMP TABLE scoring_events AS
+                 SELECT * FROM (SELECT {columns}{marks} FROM ({}) AS attributed
+                                WHERE timestamp < {at} AND {acct} IN ({}))",
+                attribution_with("temp.candidate_events", &identity),
+                in_list(list)
+            ))?;
+            accounts_and_recency(
+                conn,
+                model,
+                &format!("SELECT account_id, max(timestamp) FROM temp.scoring_events GROUP BY 1"),
+                as_of,
+                &mut values,
+                &mut order,
+            )?;
+            crate::few::count_numeric(conn, model, as_of, "temp.scoring_events", &mut values)?;
+        }
+        // Every account: two passes over the attributed events before as-of, one for every
+        // account's last event (recency), one keeping only the events the signals read (the
+        // longest window, plus the identify / group calls that declare traits); then one
+        // aggregate query for the numeric signals.
+        None => {
+            let attributed = format!(
+                "({}) AS attributed WHERE timestamp < {at} AND {acct} IS NOT NULL",
+                attribution_with(
+                    "events",
+                    &IdentityRelations::all(model.level == Level::Company)
+                )
+            );
+            accounts_and_recency(
+                conn,
+                model,
+                &format!("SELECT {acct}, max(timestamp) FROM {attributed} GROUP BY 1"),
+                as_of,
+                &mut values,
+                &mut order,
+            )?;
+            conn.execute_batch(&format!(
+                "CREATE OR REPLACE TEMP TABLE scoring_events AS
+                 SELECT {columns} FROM {attributed}
+                   AND (timestamp >= {at} - INTERVAL {window} DAY OR type IN ('identify', 'group'))"
+            ))?;
+            numeric_sql(conn, model, &at, window, &mut values)?;
         }
     }
-    // Numeric signals: one aggregate query.
+    traits_sql(conn, model, &mut values)?;
+    Ok(order
+        .into_iter()
+        .filter_map(|id| {
+            values.remove(&id).map(|values| AccountSignals {
+                account_id: id,
+                values,
+            })
+        })
+        .collect())
+}
+
+/// Every account `sql` (account, last event time) returns, in order, with its recency and
+/// zeros for the rest.
+fn accounts_and_recency(
+    conn: &Connection,
+    model: &Model,
+    sql: &str,
+    as_of: NaiveDateTime,
+    values: &mut HashMap<String, Vec<SignalValue>>,
+    order: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(&format!("{sql} ORDER BY 1"))?;
+    let mut q = stmt.query([])?;
+    while let Some(r) = q.next()? {
+        let id: String = r.get(0)?;
+        let last: NaiveDateTime = r.get(1)?;
+        // DuckDB's date_diff('day', …): day boundaries crossed.
+        let recency = (as_of.date() - last.date()).num_days();
+        let row = model
+            .signals
+            .iter()
+            .map(|s| match s.kind {
+                SignalKind::Recency => SignalValue::Number(recency as f64),
+                SignalKind::Trait { .. } => SignalValue::Text(None),
+                _ => SignalValue::Number(0.0),
+            })
+            .collect();
+        values.insert(id.clone(), row);
+        order.push(id);
+    }
+    Ok(())
+}
+
+/// The numeric signals of every account in `temp.scoring_events`, in one aggregate query.
+fn numeric_sql(
+    conn: &Connection,
+    model: &Model,
+    at: &str,
+    window: u32,
+    values: &mut HashMap<String, Vec<SignalValue>>,
+) -> Result<(), StoreError> {
     let numeric: Vec<(usize, String)> = model
         .signals
         .iter()
         .enumerate()
-        .filter_map(|(i, s)| aggregate(&s.kind, &at).map(|a| (i, a)))
+        .filter_map(|(i, s)| aggregate(&s.kind, at).map(|a| (i, a)))
         .collect();
-    if !numeric.is_empty() {
-        let cols = numeric
-            .iter()
-            .map(|(_, a)| format!("CAST({a} AS DOUBLE)"))
-            .collect::<Vec<_>>()
-            .join(",\n       ");
-        let window = max_window(model).max(1);
-        let mut stmt = conn.prepare(&format!(
-            "SELECT account_id,\n       {cols}\nFROM temp.scoring_events WHERE timestamp >= {at} - INTERVAL {window} DAY GROUP BY account_id"
-        ))?;
-        let mut q = stmt.query([])?;
-        while let Some(r) = q.next()? {
-            let id: String = r.get(0)?;
-            if let Some(values) = rows.get_mut(&id) {
-                for (col, (i, _)) in numeric.iter().enumerate() {
-                    let v: Option<f64> = r.get(col + 1)?;
-                    values[*i] = SignalValue::Number(v.unwrap_or(0.0));
-                }
+    if numeric.is_empty() {
+        return Ok(());
+    }
+    let cols = numeric
+        .iter()
+        .map(|(_, a)| format!("CAST({a} AS DOUBLE)"))
+        .collect::<Vec<_>>()
+        .join(",\n       ");
+    let mut stmt = conn.prepare(&format!(
+        "SELECT account_id,\n       {cols}\nFROM temp.scoring_events WHERE timestamp >= {at} - INTERVAL {window} DAY GROUP BY account_id"
+    ))?;
+    let mut q = stmt.query([])?;
+    while let Some(r) = q.next()? {
+        let id: String = r.get(0)?;
+        if let Some(row) = values.get_mut(&id) {
+            for (col, (i, _)) in numeric.iter().enumerate() {
+                let v: Option<f64> = r.get(col + 1)?;
+                row[*i] = SignalValue::Number(v.unwrap_or(0.0));
             }
         }
     }
-    // Traits: the most common value the account's identify / group calls declared before as-of.
+    Ok(())
+}
+
+/// Traits: the most common value the account's identify / group calls declared before as-of
+/// (from `temp.scoring_events`), ties to the smallest.
+fn traits_sql(
+    conn: &Connection,
+    model: &Model,
+    values: &mut HashMap<String, Vec<SignalValue>>,
+) -> Result<(), StoreError> {
     for (i, s) in model.signals.iter().enumerate() {
         let SignalKind::Trait { name } = &s.kind else {
             continue;
         };
         let path = quote_literal(&format!("$.\"{}\"", name.replace('"', "")));
+        // The most common value; a tie goes to the smallest, so that every path (and any
+        // order of rows) gives the same answer.
         let sql = format!(
-            "SELECT account_id, mode(v) FROM (
-                SELECT account_id, json_extract_string(traits, {path}) AS v FROM temp.scoring_events
-                WHERE traits IS NOT NULL
-             ) WHERE v IS NOT NULL GROUP BY 1"
+            "SELECT account_id, first(v ORDER BY n DESC, v) FROM (
+                SELECT account_id, v, count(*) AS n FROM (
+                    SELECT account_id, json_extract_string(traits, {path}) AS v
+                    FROM temp.scoring_events WHERE traits IS NOT NULL
+                ) WHERE v IS NOT NULL GROUP BY 1, 2
+             ) GROUP BY 1"
         );
         let mut stmt = conn.prepare(&sql)?;
         let mut q = stmt.query([])?;
         while let Some(r) = q.next()? {
             let id: String = r.get(0)?;
             let v: Option<String> = r.get(1)?;
-            if let Some(values) = rows.get_mut(&id) {
-                values[i] = SignalValue::Text(v);
+            if let Some(row) = values.get_mut(&id) {
+                row[i] = SignalValue::Text(v);
             }
         }
     }
-    Ok(order
-        .into_iter()
-        .filter_map(|id| {
-            rows.remove(&id).map(|values| AccountSignals {
-                account_id: id,
-                values,
-            })
-        })
-        .collect())
+    Ok(())
 }
 
 #[cfg(test)]

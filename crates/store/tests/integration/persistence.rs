@@ -111,7 +111,9 @@ fn identify(msg: &str, user: &str, email: &str) -> upmarket_core::Event {
 fn deferred_identity_is_written_on_flush() {
     let mut store = memory_store();
     store.defer_identity(std::time::Duration::from_secs(3600));
-    store.append(&[identify("i1", "ann", "ann@acme.com")]).unwrap();
+    store
+        .append(&[identify("i1", "ann", "ann@acme.com")])
+        .unwrap();
     let r = store.reader().unwrap();
     assert!(r.attribution("i1").unwrap().unwrap().company_id.is_none());
     store.flush().unwrap();

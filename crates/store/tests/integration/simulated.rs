@@ -13,12 +13,12 @@ use upmarket_store::Store;
 
 use crate::memory_store;
 
-#[test]
-fn sales_tier_accounts_hand_raise_far_more_than_self_serve() {
+/// A store holding the simulator's events for `accounts` companies.
+fn simulated_store(accounts: u64, seed: u64) -> (upmarket_store::DuckDbStore, SimConfig) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = SimConfig {
-        accounts: 1500,
-        seed: 5,
+        accounts,
+        seed,
         ..SimConfig::default()
     };
     simulate(&cfg, dir.path(), |_| {}).unwrap();
@@ -40,16 +40,62 @@ fn sales_tier_accounts_hand_raise_far_more_than_self_serve() {
         }
     }
     store.append(&batch).unwrap();
+    (store, cfg)
+}
 
-    let model_path = std::path::Path::new(
+fn default_model_text() -> String {
+    let path = std::path::Path::new(
         &std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
     )
     .join("../../models/default.toml");
-    let model = Model::from_toml(
-        &std::fs::read_to_string(model_path).unwrap(),
-        "default.toml",
-    )
-    .unwrap();
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// Re-scoring a few accounts (the re-scorer's path: candidate events, counted in Rust) gives
+/// exactly what scoring every account gives, at workspace and at company level.
+#[test]
+fn rescoring_a_few_accounts_matches_scoring_all() {
+    let (store, cfg) = simulated_store(300, 11);
+    let session = store.reader().unwrap();
+    let as_of = (cfg.start + chrono::Days::new(300))
+        .and_hms_opt(12, 30, 0)
+        .unwrap();
+    for level in ["workspace", "company"] {
+        let text =
+            default_model_text().replace("level = \"workspace\"", &format!("level = \"{level}\""));
+        let model = Model::from_toml(&text, "default.toml").unwrap();
+        let all = session.measure(&model, as_of, None).unwrap();
+        assert!(all.len() > 100, "{level}: {} accounts", all.len());
+        let mut checked = 0;
+        for a in all.iter().step_by(7) {
+            let one = session
+                .measure(&model, as_of, Some(std::slice::from_ref(&a.account_id)))
+                .unwrap();
+            assert_eq!(one, vec![a.clone()], "{level} account {}", a.account_id);
+            checked += 1;
+        }
+        let some: Vec<String> = all
+            .iter()
+            .skip(3)
+            .step_by(11)
+            .take(6)
+            .map(|a| a.account_id.clone())
+            .collect();
+        let several = session.measure(&model, as_of, Some(&some)).unwrap();
+        let expected: Vec<_> = all
+            .iter()
+            .filter(|a| some.contains(&a.account_id))
+            .cloned()
+            .collect();
+        assert_eq!(several, expected, "{level}: several accounts at once");
+        eprintln!("{level}: {checked} accounts re-scored alone, 6 together, all equal");
+    }
+}
+
+#[test]
+fn sales_tier_accounts_hand_raise_far_more_than_self_serve() {
+    let (store, cfg) = simulated_store(1500, 5);
+    let model = Model::from_toml(&default_model_text(), "default.toml").unwrap();
     let session = store.reader().unwrap();
     let as_of = (cfg.start + chrono::Days::new(240))
         .and_hms_opt(0, 0, 0)

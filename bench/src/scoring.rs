@@ -1,0 +1,321 @@
+//! The scoring benchmark: full scoring of every account by `upmarket score`, against the same
+//! signals hand-written in DuckDB SQL over the raw events (bench/baselines/default_model.sql) and
+//! in pandas (bench/baselines/default_model_pandas.py), on the same database in the same run;
+//! then the incremental re-score of single accounts, as the server's re-scorer does it.
+//!
+//! Each side runs as its own process under `/usr/bin/time`, so wall time and peak memory are
+//! measured the same way for all three.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use chrono::{NaiveDate, NaiveDateTime};
+use upmarket_core::model::{Model, SignalValue};
+use upmarket_core::FreeMailDomains;
+use upmarket_store::{DuckDbStore, StoreSession};
+
+/// What `/usr/bin/time -f "%e %M"` reports: wall seconds and peak RSS.
+pub struct Measured {
+    pub secs: f64,
+    pub peak_mib: u64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` under `/usr/bin/time`, capturing stdout.
+pub fn timed(program: &Path, args: &[String]) -> anyhow::Result<Measured> {
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "TIME %e %M"])
+        .arg(program)
+        .args(args)
+        .env("UPMARKET_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    anyhow::ensure!(
+        out.status.success(),
+        "{} failed: {stderr}",
+        program.display()
+    );
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("TIME "))
+        .ok_or_else(|| anyhow::anyhow!("no timing from /usr/bin/time"))?;
+    let mut parts = line.split_whitespace().skip(1);
+    let secs: f64 = parts.next().unwrap_or("0").parse()?;
+    let kib: u64 = parts.next().unwrap_or("0").parse()?;
+    Ok(Measured {
+        secs,
+        peak_mib: kib / 1024,
+        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr,
+    })
+}
+
+/// The faster of two runs (both sides get the same warm-up).
+fn best_of_two(program: &Path, args: &[String]) -> anyhow::Result<Measured> {
+    let a = timed(program, args)?;
+    let b = timed(program, args)?;
+    Ok(if a.secs <= b.secs { a } else { b })
+}
+
+/// The SQL baseline with its as-of moment filled in.
+pub fn baseline_sql(file: &Path, as_of: NaiveDateTime) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file)?;
+    Ok(text.replace(
+        "AS_OF",
+        &format!("TIMESTAMP '{}'", as_of.format("%Y-%m-%d %H:%M:%S")),
+    ))
+}
+
+/// Runs the SQL baseline on `db` and prints its rows as CSV (the `sql` subcommand).
+pub fn run_sql(db: &Path, file: &Path, as_of: NaiveDateTime) -> anyhow::Result<()> {
+    let conn = duckdb::Connection::open_with_flags(
+        db,
+        duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly)?,
+    )?;
+    let sql = baseline_sql(file, as_of)?;
+    let mut stmt = conn.prepare(&sql)?;
+    let mut rows = stmt.query([])?;
+    let mut out = String::new();
+    while let Some(r) = rows.next()? {
+        let account: String = r.get(0)?;
+        out.push_str(&account);
+        for i in 1..14 {
+            use duckdb::types::Value;
+            out.push(',');
+            match r.get::<_, Value>(i)? {
+                Value::Null => {}
+                Value::Text(s) => out.push_str(&s),
+                Value::Double(x) => out.push_str(&x.to_string()),
+                Value::BigInt(x) => out.push_str(&x.to_string()),
+                Value::Int(x) => out.push_str(&x.to_string()),
+                other => anyhow::bail!("unexpected value in column {i}: {other:?}"),
+            }
+        }
+        out.push('\n');
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// Options of the scoring benchmark.
+pub struct ScoringBench<'a> {
+    pub upmarket: &'a Path,
+    pub data_dir: &'a Path,
+    pub model: &'a Path,
+    pub sql: &'a Path,
+    pub pandas: &'a Path,
+    pub python: Option<&'a Path>,
+    pub scratch: &'a Path,
+}
+
+fn latest_day(db: &Path) -> anyhow::Result<(NaiveDate, u64)> {
+    let conn = duckdb::Connection::open_with_flags(
+        db,
+        duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly)?,
+    )?;
+    let (t, n): (NaiveDateTime, i64) =
+        conn.query_row("SELECT max(timestamp), count(*) FROM events", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    Ok((t.date(), n as u64))
+}
+
+/// Compares upmarket's measured signals with the SQL baseline's, account by account.
+fn agreement(
+    session: &dyn StoreSession,
+    model: &Model,
+    as_of: NaiveDateTime,
+    sql_csv: &str,
+) -> anyhow::Result<(usize, usize)> {
+    let ours = session.measure(model, as_of, None)?;
+    let theirs: HashMap<&str, Vec<&str>> = sql_csv
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(',');
+            f.next().map(|a| (a, f.collect()))
+        })
+        .collect();
+    let mut agree = 0;
+    for a in &ours {
+        let Some(row) = theirs.get(a.account_id.as_str()) else {
+            continue;
+        };
+        // The baseline's columns follow the model's signal order.
+        let same = a.values.iter().zip(row.iter()).all(|(v, t)| match v {
+            SignalValue::Number(x) => t.parse::<f64>().is_ok_and(|y| (x - y).abs() < 1e-6),
+            SignalValue::Text(s) => s.as_deref().unwrap_or("") == *t,
+        });
+        if same {
+            agree += 1;
+        }
+    }
+    Ok((agree, ours.len().max(theirs.len())))
+}
+
+/// Runs the benchmark and prints its rows.
+pub fn run(b: &ScoringBench) -> anyhow::Result<()> {
+    let db = b.data_dir.join(upmarket_store::DB_FILE);
+    let (day, events) = latest_day(&db)?;
+    let as_of = day
+        .succ_opt()
+        .unwrap_or(day)
+        .and_hms_opt(0, 0, 0)
+        .unwrap_or_default();
+    let model = Model::from_toml(
+        &std::fs::read_to_string(b.model)?,
+        &b.model.display().to_string(),
+    )?;
+    println!(
+        "scoring as of {as_of} (end of {day}), {events} events, model {} v{}",
+        model.name, model.version
+    );
+
+    // upmarket: the CLI a user runs (open, measure, score, save history, print every row).
+    let ours = best_of_two(
+        b.upmarket,
+        &[
+            "score".into(),
+            "--data-dir".into(),
+            b.data_dir.display().to_string(),
+            "--model".into(),
+            b.model.display().to_string(),
+            "--as-of".into(),
+            day.to_string(),
+            "--format".into(),
+            "csv".into(),
+            "--limit".into(),
+            "0".into(),
+        ],
+    )?;
+    let accounts = ours.stdout.lines().count().saturating_sub(1);
+
+    // Hand-written SQL over the raw events, same engine, same file, read-only.
+    let me = std::env::current_exe()?;
+    let sql = best_of_two(
+        &me,
+        &[
+            "--upmarket".into(),
+            b.upmarket.display().to_string(),
+            "--events".into(),
+            "-".into(),
+            "sql".into(),
+            "--db".into(),
+            db.display().to_string(),
+            "--file".into(),
+            b.sql.display().to_string(),
+            "--as-of".into(),
+            as_of.format("%Y-%m-%d %H:%M:%S").to_string(),
+        ],
+    )?;
+    println!("| scoring (full) | {events} events, {accounts} accounts | upmarket score {:.2} s, peak {} MiB | DuckDB SQL {:.2} s, peak {} MiB | ratio {:.2} (SQL time / upmarket time) |", ours.secs, ours.peak_mib, sql.secs, sql.peak_mib, sql.secs / ours.secs);
+
+    // Same answers? And the incremental path, in process.
+    let store = DuckDbStore::open(b.data_dir, &FreeMailDomains::default())?;
+    let session = upmarket_store::Store::reader(&store)?;
+    let (agree, total) = agreement(session.as_ref(), &model, as_of, &sql.stdout)?;
+    println!("signals agree with the SQL baseline for {agree} of {total} accounts");
+    let full: HashMap<String, Vec<SignalValue>> = session
+        .measure(&model, as_of, None)?
+        .into_iter()
+        .map(|a| (a.account_id, a.values))
+        .collect();
+    let mut ids: Vec<&String> = full.keys().collect();
+    ids.sort();
+    let step = (ids.len() / 25).max(1);
+    let mut times: Vec<f64> = Vec::new();
+    let mut same = 0;
+    for id in ids.iter().step_by(step).take(25) {
+        // What the re-scorer does for a touched account: measure, score, save.
+        let started = Instant::now();
+        let one = session.measure(&model, as_of, Some(std::slice::from_ref(*id)))?;
+        let scores: Vec<_> = one
+            .iter()
+            .map(|a| {
+                (
+                    a.account_id.clone(),
+                    upmarket_core::model::score(&model, &a.values),
+                )
+            })
+            .collect();
+        session.save_current_scores(&model, as_of, &scores)?;
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        if one.len() == 1 && Some(&one[0].values) == full.get(*id) {
+            same += 1;
+        }
+    }
+    println!(
+        "incremental re-score agrees with full scoring for {same} of {} sampled accounts",
+        times.len()
+    );
+    times.sort_by(f64::total_cmp);
+    if !times.is_empty() {
+        println!(
+            "| incremental re-score, one account | {} accounts sampled | median {:.1} ms, p95 {:.1} ms, max {:.1} ms | target < 50 ms |",
+            times.len(),
+            times[times.len() / 2],
+            times[(times.len() * 95 / 100).min(times.len() - 1)],
+            times[times.len() - 1]
+        );
+    }
+    drop(session);
+    drop(store);
+
+    // pandas, from Parquet files with the needed columns already extracted.
+    let Some(python) = b.python else {
+        println!("pandas baseline skipped (no --python)");
+        return Ok(());
+    };
+    let folder = export_parquet(&db, b.scratch)?;
+    let pandas = timed(
+        python,
+        &[
+            b.pandas.display().to_string(),
+            folder.display().to_string(),
+            as_of.format("%Y-%m-%d %H:%M:%S").to_string(),
+        ],
+    )?;
+    let info: serde_json::Value = pandas
+        .stderr
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .map(serde_json::from_str)
+        .transpose()?
+        .unwrap_or_default();
+    let pandas_accounts = pandas.stdout.lines().count().saturating_sub(1);
+    println!("| scoring vs pandas | {events} events | upmarket score {:.2} s, peak {} MiB | pandas {:.2} s ({:.2} s load + {:.2} s compute, {pandas_accounts} accounts), peak {} MiB | ratio {:.1} (pandas time / upmarket time) |", ours.secs, ours.peak_mib, pandas.secs, info["load_s"].as_f64().unwrap_or(0.0), info["compute_s"].as_f64().unwrap_or(0.0), pandas.peak_mib, pandas.secs / ours.secs);
+    Ok(())
+}
+
+/// Exports what the pandas script reads (once per data set).
+fn export_parquet(db: &Path, scratch: &Path) -> anyhow::Result<PathBuf> {
+    let folder = scratch.join("pandas-input");
+    if folder.join("done").exists() {
+        return Ok(folder);
+    }
+    std::fs::create_dir_all(&folder)?;
+    let conn = duckdb::Connection::open_with_flags(
+        db,
+        duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly)?,
+    )?;
+    let f = |name: &str| folder.join(name).display().to_string().replace('\'', "''");
+    conn.execute_batch(&format!(
+        "COPY (SELECT timestamp AS ts, type, event,
+                      coalesce(json_extract_string(properties, '$.path'), name) AS path,
+                      user_id, anonymous_id, group_id,
+                      CASE WHEN type IN ('identify', 'group')
+                           THEN json_extract_string(traits, '$.\"company_size\"') END AS company_size
+               FROM events) TO '{}' (FORMAT parquet);
+         COPY (SELECT alias, user_id FROM aliases) TO '{}' (FORMAT parquet);
+         COPY (SELECT user_id, workspace_id, since FROM memberships) TO '{}' (FORMAT parquet);",
+        f("events.parquet"),
+        f("aliases.parquet"),
+        f("memberships.parquet")
+    ))?;
+    std::fs::write(folder.join("done"), "")?;
+    Ok(folder)
+}
