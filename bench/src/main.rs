@@ -256,6 +256,13 @@ fn import(cli: &Cli) -> anyhow::Result<()> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // BENCH_LOG=upmarket_store=debug shows where in-process work (the re-scoring) spends time.
+    if let Ok(filter) = std::env::var("BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match &cli.bench {
         Bench::IngestHttp { clients, batch } => ingest_http(&cli, *clients, *batch),
         Bench::Import => import(&cli),

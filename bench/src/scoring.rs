@@ -227,41 +227,45 @@ pub fn run(b: &ScoringBench) -> anyhow::Result<()> {
     let mut ids: Vec<&String> = full.keys().collect();
     ids.sort();
     let step = (ids.len() / 25).max(1);
-    let mut times: Vec<f64> = Vec::new();
+    let sample: Vec<&String> = ids.iter().step_by(step).take(25).copied().collect();
     let mut same = 0;
-    for id in ids.iter().step_by(step).take(25) {
-        // What the re-scorer does for a touched account: measure, score, save.
-        let started = Instant::now();
-        let one = session.measure(&model, as_of, Some(std::slice::from_ref(*id)))?;
-        let scores: Vec<_> = one
-            .iter()
-            .map(|a| {
-                (
-                    a.account_id.clone(),
-                    upmarket_core::model::score(&model, &a.values),
-                )
-            })
-            .collect();
-        session.save_current_scores(&model, as_of, &scores)?;
-        times.push(started.elapsed().as_secs_f64() * 1000.0);
-        if one.len() == 1 && Some(&one[0].values) == full.get(*id) {
-            same += 1;
+    // Two passes over the same accounts: the first finds their data cold, the second warm (as
+    // for the accounts an active product keeps touching).
+    for pass in ["first pass", "second pass"] {
+        let mut times: Vec<f64> = Vec::new();
+        for id in &sample {
+            // What the re-scorer does for a touched account: measure, score, save.
+            let started = Instant::now();
+            let one = session.measure(&model, as_of, Some(std::slice::from_ref(*id)))?;
+            let scores: Vec<_> = one
+                .iter()
+                .map(|a| {
+                    (
+                        a.account_id.clone(),
+                        upmarket_core::model::score(&model, &a.values),
+                    )
+                })
+                .collect();
+            session.save_current_scores(&model, as_of, &scores)?;
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+            if pass == "first pass" && one.len() == 1 && Some(&one[0].values) == full.get(*id) {
+                same += 1;
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        if let (Some(max), false) = (times.last(), times.is_empty()) {
+            println!(
+                "| incremental re-score, one account ({pass}) | {} accounts | median {:.1} ms, p95 {:.1} ms, max {max:.1} ms | target < 50 ms |",
+                times.len(),
+                times[times.len() / 2],
+                times[(times.len() * 95 / 100).min(times.len() - 1)],
+            );
         }
     }
     println!(
         "incremental re-score agrees with full scoring for {same} of {} sampled accounts",
-        times.len()
+        sample.len()
     );
-    times.sort_by(f64::total_cmp);
-    if !times.is_empty() {
-        println!(
-            "| incremental re-score, one account | {} accounts sampled | median {:.1} ms, p95 {:.1} ms, max {:.1} ms | target < 50 ms |",
-            times.len(),
-            times[times.len() / 2],
-            times[(times.len() * 95 / 100).min(times.len() - 1)],
-            times[times.len() - 1]
-        );
-    }
     drop(session);
     drop(store);
 

@@ -23,6 +23,10 @@ pub enum StoreError {
         /// Newest version this build knows.
         supported: i64,
     },
+    /// The writer (a thread holding the store) stopped before taking this work; its own error
+    /// says why.
+    #[error("the store stopped accepting writes")]
+    Stopped,
     /// Serializing an event's JSON failed (cannot happen for values that came from JSON).
     #[error("cannot serialize event JSON: {0}")]
     Json(#[from] serde_json::Error),

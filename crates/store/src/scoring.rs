@@ -263,25 +263,63 @@ fn strings(conn: &Connection, sql: &str) -> Result<Vec<String>, StoreError> {
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// Prepares re-scoring a few accounts: selects into `temp.candidate_events` every event that
-/// can count for one of `accounts` (a superset, found from the identity tables without
-/// attributing every event), and restricts the identity relations to the people those events
-/// name (`temp.c_person_ids`, `temp.c_person_memberships`).
+/// Re-scoring a few accounts: their signals from their candidate events, attributed and
+/// fetched in one query and counted in Rust ([`crate::few`]).
 ///
-/// Candidates: the events of the accounts' workspaces (at company level, the workspaces of the
-/// company and the company-less workspaces its people belong to, whose events fall back to the
-/// person's e-mail domain), and the events without a group sent by the accounts' people under
-/// any of their ids (those are placed by membership). Every filter is a literal IN list on one
-/// column, which DuckDB checks against each row group's min/max: re-scoring one account reads
-/// a few thousand rows, not the whole history.
-fn restrict_to(
+/// Candidates are a superset of the events that can count for the accounts, found from the
+/// identity tables without attributing every event: the events of the accounts' workspaces (at
+/// company level, the workspaces of the company and the company-less workspaces its people
+/// belong to, whose events fall back to the person's e-mail domain), and the events without a
+/// group sent by the accounts' people under any of their ids (those are placed by membership).
+/// Every filter is a literal IN list on one column, which DuckDB checks against each row
+/// group's min/max: re-scoring one account reads a few thousand rows, not the whole history.
+///
+/// The identity relations are restricted to the accounts' people. That is exact when every id
+/// the candidates name belongs to those people (a grouped event makes its sender a member, so
+/// this is the rule); when one does not, the query runs again with the people of every id named.
+fn measure_few(
+    conn: &Connection,
+    model: &Model,
+    as_of: NaiveDateTime,
+    accounts: &[String],
+) -> Result<Vec<AccountSignals>, StoreError> {
+    let at = timestamp_literal(as_of);
+    let started = std::time::Instant::now();
+    let (workspaces, ids) = scope(conn, model.level, accounts)?;
+    debug_elapsed(started, "few: people and ids");
+    let started = std::time::Instant::now();
+    let candidates = candidates_sql(&at, &workspaces, &ids);
+    let mut rows = crate::few::fetch(conn, model, &few_sql(model, &candidates, &ids))?;
+    let named_elsewhere = rows
+        .iter()
+        .flat_map(|r| [r.user_id.as_ref(), r.anonymous_id.as_ref()])
+        .flatten()
+        .any(|id| ids.binary_search(id).is_err());
+    if named_elsewhere {
+        let mut named: Vec<String> = rows
+            .iter()
+            .flat_map(|r| [r.user_id.clone(), r.anonymous_id.clone()])
+            .flatten()
+            .collect();
+        named.sort();
+        named.dedup();
+        let mut all = ids_of(conn, &people_of(conn, &named)?)?;
+        all.extend(ids.iter().cloned());
+        all.sort();
+        all.dedup();
+        rows = crate::few::fetch(conn, model, &few_sql(model, &candidates, &all))?;
+    }
+    debug_elapsed(started, "few: fetched");
+    Ok(crate::few::evaluate(model, as_of, accounts, &rows))
+}
+
+/// The accounts' workspaces, and every id their people are known by (sorted).
+fn scope(
     conn: &Connection,
     level: Level,
     accounts: &[String],
-    at: &str,
-) -> Result<IdentityRelations, StoreError> {
+) -> Result<(Vec<String>, Vec<String>), StoreError> {
     let list = in_list(accounts);
-    // The accounts' workspaces and the ids their people are known by.
     let (workspaces, member_ids) = match level {
         Level::Workspace => (
             accounts.to_vec(),
@@ -319,15 +357,18 @@ fn restrict_to(
         }
     };
     let people = people_of(conn, &member_ids)?;
-    let ids = ids_of(conn, &people)?;
-    // Only the columns scoring reads (the JSON context is the widest and never needed).
+    Ok((workspaces, ids_of(conn, &people)?))
+}
+
+/// The candidate events before `at` (see [`measure_few`]), with the columns scoring reads.
+fn candidates_sql(at: &str, workspaces: &[String], ids: &[String]) -> String {
     let cols = "timestamp, type, event, name, user_id, anonymous_id, group_id, properties, traits";
     let mut parts = vec![format!(
         "SELECT {cols} FROM events WHERE timestamp < {at} AND group_id IN ({})",
-        in_list(&workspaces)
+        in_list(workspaces)
     )];
     if !ids.is_empty() {
-        let ids = in_list(&ids);
+        let ids = in_list(ids);
         parts.push(format!(
             "SELECT {cols} FROM events WHERE timestamp < {at} AND group_id IS NULL AND user_id IN ({ids})"
         ));
@@ -336,35 +377,35 @@ fn restrict_to(
                AND (user_id IS NULL OR user_id NOT IN ({ids}))"
         ));
     }
-    conn.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE candidate_events AS {}",
-        parts.join(" UNION ALL ")
-    ))?;
-    // The identity relations restricted to the people the candidates name: the views'
-    // definitions (schema.rs) over the matching rows only.
-    let named = strings(
-        conn,
-        "SELECT user_id FROM temp.candidate_events WHERE user_id IS NOT NULL
-         UNION SELECT anonymous_id FROM temp.candidate_events WHERE anonymous_id IS NOT NULL",
-    )?;
-    let all_ids = ids_of(conn, &people_of(conn, &named)?)?;
-    conn.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE c_person_ids AS
-         SELECT alias AS id, user_id AS person FROM aliases WHERE alias IN ({named});
-         CREATE OR REPLACE TEMP TABLE c_person_memberships AS
-         SELECT coalesce(a.user_id, m.user_id) AS person, m.workspace_id, min(m.since) AS since
-         FROM (SELECT * FROM memberships WHERE user_id IN ({all})) m
-         LEFT JOIN (SELECT * FROM aliases WHERE alias IN ({all})) a ON a.alias = m.user_id
-         GROUP BY ALL;",
-        named = in_list(&named),
-        all = in_list(&all_ids)
-    ))?;
-    Ok(IdentityRelations {
-        person_ids: "temp.c_person_ids".into(),
-        person_memberships: "temp.c_person_memberships".into(),
-        companies: (level == Level::Company)
+    parts.join(" UNION ALL ")
+}
+
+/// One query: the candidates, attributed with the identity relations restricted to the people
+/// `ids` name (the views' definitions, schema.rs, over the matching rows only), as
+/// [`crate::few::select_list`] rows.
+fn few_sql(model: &Model, candidates: &str, ids: &[String]) -> String {
+    let ids = in_list(ids);
+    let identity = IdentityRelations {
+        person_ids: "c_person_ids".into(),
+        person_memberships: "c_person_memberships".into(),
+        companies: (model.level == Level::Company)
             .then(|| ("workspace_companies".into(), "person_companies".into())),
-    })
+    };
+    format!(
+        "WITH candidate_events AS ({candidates}),
+         c_person_ids AS (SELECT alias AS id, user_id AS person FROM aliases WHERE alias IN ({ids})),
+         c_person_memberships AS (
+             SELECT coalesce(a.user_id, m.user_id) AS person, m.workspace_id, min(m.since) AS since
+             FROM (SELECT * FROM memberships WHERE user_id IN ({ids})) m
+             LEFT JOIN (SELECT * FROM aliases WHERE alias IN ({ids})) a ON a.alias = m.user_id
+             GROUP BY ALL)
+         SELECT {} FROM (
+             SELECT *, CASE WHEN type IN ('page', 'screen')
+                            THEN coalesce(json_extract_string(properties, '$.path'), name) END AS path
+             FROM ({}) AS attributed) AS attributed",
+        crate::few::select_list(model, account_column(model.level)),
+        attribution_with("candidate_events", &identity)
+    )
 }
 
 /// The people (canonical ids) behind `ids`, through the alias map.
@@ -423,7 +464,8 @@ pub fn measure(
         .any(|s| matches!(&s.kind, SignalKind::EventCount { filters, .. } if !filters.is_empty()));
     let columns = format!(
         "{acct} AS account_id, person, timestamp, type, event,
-         coalesce(json_extract_string(properties, '$.path'), name) AS path,
+         CASE WHEN type IN ('page', 'screen')
+              THEN coalesce(json_extract_string(properties, '$.path'), name) END AS path,
          {} AS properties,
          CASE WHEN type IN ('identify', 'group') THEN traits END AS traits",
         if needs_properties {
@@ -436,64 +478,64 @@ pub fn measure(
     let mut order: Vec<String> = Vec::new();
     match accounts {
         Some([]) => return Ok(Vec::new()),
-        // A few accounts: attribute their candidate events once, with one match column per
-        // signal, and count in Rust (crate::few).
-        Some(list) => {
-            let identity = restrict_to(conn, model.level, list, &at)?;
-            let marks: String = model
-                .signals
-                .iter()
-                .enumerate()
-                .filter_map(|(i, s)| {
-                    crate::few::match_column(&s.kind).map(|m| format!(", {m} AS m{i}"))
-                })
-                .collect();
-            conn.execute_batch(&format!(
-                "CREATE OR REPLACE TEMP TABLE scoring_events AS
-                 SELECT * FROM (SELECT {columns}{marks} FROM ({}) AS attributed
-                                WHERE timestamp < {at} AND {acct} IN ({}))",
-                attribution_with("temp.candidate_events", &identity),
-                in_list(list)
-            ))?;
-            accounts_and_recency(
-                conn,
-                model,
-                &format!("SELECT account_id, max(timestamp) FROM temp.scoring_events GROUP BY 1"),
-                as_of,
-                &mut values,
-                &mut order,
-            )?;
-            crate::few::count_numeric(conn, model, as_of, "temp.scoring_events", &mut values)?;
-        }
+        Some(list) => return measure_few(conn, model, as_of, list),
         // Every account: two passes over the attributed events before as-of, one for every
         // account's last event (recency), one keeping only the events the signals read (the
         // longest window, plus the identify / group calls that declare traits); then one
         // aggregate query for the numeric signals.
         None => {
+            let identity = IdentityRelations::all(model.level == Level::Company);
             let attributed = format!(
                 "({}) AS attributed WHERE timestamp < {at} AND {acct} IS NOT NULL",
-                attribution_with(
-                    "events",
-                    &IdentityRelations::all(model.level == Level::Company)
-                )
+                attribution_with("events", &identity)
             );
+            // Recency: an event that carries its group is placed by its ids alone, so those
+            // are first reduced to their latest time per (group, user, anonymous id); events
+            // without a group are placed by time and go through one by one.
+            let latest = format!(
+                "(SELECT group_id, user_id, anonymous_id, max(timestamp) AS timestamp FROM events
+                  WHERE group_id IS NOT NULL AND timestamp < {at} GROUP BY ALL
+                  UNION ALL
+                  SELECT group_id, user_id, anonymous_id, timestamp FROM events
+                  WHERE group_id IS NULL AND timestamp < {at})"
+            );
+            let started = std::time::Instant::now();
             accounts_and_recency(
                 conn,
                 model,
-                &format!("SELECT {acct}, max(timestamp) FROM {attributed} GROUP BY 1"),
+                &format!(
+                    "SELECT {acct}, max(timestamp) FROM ({}) AS attributed WHERE {acct} IS NOT NULL GROUP BY 1",
+                    attribution_with(&latest, &identity)
+                ),
                 as_of,
                 &mut values,
                 &mut order,
             )?;
+            debug_elapsed(started, "accounts and recency");
+            // The numeric signals stream over the attributed events of the longest window
+            // (materializing them first would cost as much again); traits read the identify /
+            // group calls, kept in a small table.
+            let started = std::time::Instant::now();
+            numeric_sql(
+                conn,
+                model,
+                &at,
+                window,
+                &format!(
+                    "(SELECT {columns} FROM {attributed} AND timestamp >= {at} - INTERVAL {window} DAY) AS window_events"
+                ),
+                &mut values,
+            )?;
+            debug_elapsed(started, "numeric signals");
             conn.execute_batch(&format!(
                 "CREATE OR REPLACE TEMP TABLE scoring_events AS
-                 SELECT {columns} FROM {attributed}
-                   AND (timestamp >= {at} - INTERVAL {window} DAY OR type IN ('identify', 'group'))"
+                 SELECT {columns} FROM {attributed} AND type IN ('identify', 'group')"
             ))?;
-            numeric_sql(conn, model, &at, window, &mut values)?;
         }
     }
+    let started = std::time::Instant::now();
     traits_sql(conn, model, &mut values)?;
+    debug_elapsed(started, "traits");
     Ok(order
         .into_iter()
         .filter_map(|id| {
@@ -503,6 +545,10 @@ pub fn measure(
             })
         })
         .collect())
+}
+
+fn debug_elapsed(started: std::time::Instant, step: &str) {
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, step, "measure");
 }
 
 /// Every account `sql` (account, last event time) returns, in order, with its recency and
@@ -537,12 +583,14 @@ fn accounts_and_recency(
     Ok(())
 }
 
-/// The numeric signals of every account in `temp.scoring_events`, in one aggregate query.
+/// The numeric signals of every account in `source` (attributed events with the scoring
+/// columns), in one aggregate query.
 fn numeric_sql(
     conn: &Connection,
     model: &Model,
     at: &str,
     window: u32,
+    source: &str,
     values: &mut HashMap<String, Vec<SignalValue>>,
 ) -> Result<(), StoreError> {
     let numeric: Vec<(usize, String)> = model
@@ -560,7 +608,7 @@ fn numeric_sql(
         .collect::<Vec<_>>()
         .join(",\n       ");
     let mut stmt = conn.prepare(&format!(
-        "SELECT account_id,\n       {cols}\nFROM temp.scoring_events WHERE timestamp >= {at} - INTERVAL {window} DAY GROUP BY account_id"
+        "SELECT account_id,\n       {cols}\nFROM {source} WHERE timestamp >= {at} - INTERVAL {window} DAY GROUP BY account_id"
     ))?;
     let mut q = stmt.query([])?;
     while let Some(r) = q.next()? {
@@ -576,7 +624,7 @@ fn numeric_sql(
 }
 
 /// Traits: the most common value the account's identify / group calls declared before as-of
-/// (from `temp.scoring_events`), ties to the smallest.
+/// (from `temp.scoring_events`, which holds at least those calls), ties to the smallest.
 fn traits_sql(
     conn: &Connection,
     model: &Model,

@@ -111,8 +111,9 @@ impl ImportSummary {
     }
 }
 
-struct Importer<'a> {
-    store: &'a mut dyn Store,
+/// Parses rows into batches and hands them to the appending thread (see [`import_with_format`]).
+struct Importer {
+    batches: std::sync::mpsc::SyncSender<Vec<Event>>,
     ctx: ParseContext,
     group_type: String,
     batch: Vec<Event>,
@@ -120,7 +121,7 @@ struct Importer<'a> {
     summary: ImportSummary,
 }
 
-impl Importer<'_> {
+impl Importer {
     fn row(
         &mut self,
         file: &Path,
@@ -168,19 +169,14 @@ impl Importer<'_> {
         }
     }
 
+    /// Hands the batch to the appending thread. Fails only when that thread has stopped (its
+    /// own error is reported when it is joined).
     fn flush(&mut self) -> Result<(), StoreError> {
         if self.batch.is_empty() {
             return Ok(());
         }
-        let statuses = self.store.append(&self.batch)?;
-        let stored = statuses
-            .iter()
-            .filter(|s| **s == AppendStatus::Stored)
-            .count() as u64;
-        self.summary.stored += stored;
-        self.summary.duplicates += statuses.len() as u64 - stored;
-        self.batch.clear();
-        Ok(())
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
+        self.batches.send(batch).map_err(|_| StoreError::Stopped)
     }
 }
 
@@ -246,19 +242,55 @@ fn import_with_format(
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut importer = Importer {
-        store,
-        ctx: ParseContext {
-            received_at: chrono::Utc::now(),
-            source: IngestSource::Import,
-            max_event_bytes: config.limits.max_event_bytes,
-            trust_received_at: true,
-        },
-        group_type: config.posthog_group_type.clone(),
-        batch: Vec::with_capacity(args.batch_size),
-        batch_size: args.batch_size.max(1),
-        summary: ImportSummary::default(),
-    };
+    // Two threads: this one reads and validates rows, the other appends finished batches, so
+    // parsing the next batch overlaps the store's work on the last (both cores busy).
+    let (batches, incoming) = std::sync::mpsc::sync_channel::<Vec<Event>>(2);
+    std::thread::scope(|scope| -> anyhow::Result<ImportSummary> {
+        let appender = scope.spawn(move || -> Result<(u64, u64), StoreError> {
+            let (mut stored, mut duplicates) = (0u64, 0u64);
+            for batch in incoming {
+                let statuses = store.append(&batch)?;
+                let new = statuses
+                    .iter()
+                    .filter(|s| **s == AppendStatus::Stored)
+                    .count() as u64;
+                stored += new;
+                duplicates += statuses.len() as u64 - new;
+            }
+            store.flush()?;
+            Ok((stored, duplicates))
+        });
+        let mut importer = Importer {
+            batches,
+            ctx: ParseContext {
+                received_at: chrono::Utc::now(),
+                source: IngestSource::Import,
+                max_event_bytes: config.limits.max_event_bytes,
+                trust_received_at: true,
+            },
+            group_type: config.posthog_group_type.clone(),
+            batch: Vec::with_capacity(args.batch_size),
+            batch_size: args.batch_size.max(1),
+            summary: ImportSummary::default(),
+        };
+        let read = read_files(&mut importer, &args, &bar);
+        let flushed = importer.flush();
+        drop(importer.batches);
+        // The appender's error explains a failed hand-over best, so it is reported first.
+        let (stored, duplicates) = appender
+            .join()
+            .map_err(|_| anyhow::anyhow!("the appending thread panicked"))??;
+        read?;
+        flushed?;
+        bar.finish_and_clear();
+        let mut summary = importer.summary;
+        summary.stored = stored;
+        summary.duplicates = duplicates;
+        Ok(summary)
+    })
+}
+
+fn read_files(importer: &mut Importer, args: &ImportArgs, bar: &ProgressBar) -> anyhow::Result<()> {
     for path in &args.files {
         if !path.exists() {
             anyhow::bail!("{}: no such file", path.display());
@@ -280,19 +312,13 @@ fn import_with_format(
                 .with_context(|| format!("reading {}", path.display()))?;
                 bar.inc(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
             }
-            Format::Ndjson | Format::Auto => import_ndjson(&mut importer, path, &bar)?,
+            Format::Ndjson | Format::Auto => import_ndjson(importer, path, bar)?,
         }
     }
-    importer.flush()?;
-    bar.finish_and_clear();
-    Ok(importer.summary)
+    Ok(())
 }
 
-fn import_ndjson(
-    importer: &mut Importer<'_>,
-    path: &Path,
-    bar: &ProgressBar,
-) -> anyhow::Result<()> {
+fn import_ndjson(importer: &mut Importer, path: &Path, bar: &ProgressBar) -> anyhow::Result<()> {
     let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut magic = [0u8; 2];
     let gz = file

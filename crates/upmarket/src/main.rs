@@ -128,7 +128,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Score(args) => {
             let config = load_config(&cli, None)?;
+            let started = std::time::Instant::now();
             let store = open_store(&config)?;
+            tracing::debug!(ms = started.elapsed().as_millis() as u64, "store open");
             scoring_cli::run_score(store.reader()?.as_ref(), &config.model, args)
         }
         Command::Explain(args) => {

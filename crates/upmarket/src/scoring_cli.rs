@@ -79,10 +79,17 @@ pub fn print_scores(
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
         OutputFormat::Csv => {
-            println!("rank,account_id,score,tier,pqa,model,model_version,as_of,summary");
+            use std::io::Write;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let at = as_of.format("%Y-%m-%dT%H:%M:%S").to_string();
+            writeln!(
+                out,
+                "rank,account_id,score,tier,pqa,model,model_version,as_of,summary"
+            )?;
             for (i, (id, d)) in rows.iter().enumerate() {
-                println!(
-                    "{},{},{},{},{},{},{},{},{}",
+                writeln!(
+                    out,
+                    "{},{},{},{},{},{},{},{at},{}",
                     i + 1,
                     csv_field(id),
                     d.score,
@@ -90,10 +97,10 @@ pub fn print_scores(
                     d.pqa,
                     csv_field(&d.model),
                     d.model_version,
-                    as_of.format("%Y-%m-%dT%H:%M:%S"),
                     csv_field(&d.summary)
-                );
+                )?;
             }
+            out.flush()?;
         }
         OutputFormat::Table => {
             println!(
@@ -149,7 +156,14 @@ pub fn run_score(
         }
         bar.finish_and_clear();
     }
+    let started = std::time::Instant::now();
     let mut scores = session.score_accounts(model, as_of, None)?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        accounts = scores.len(),
+        "scored"
+    );
+    let started = std::time::Instant::now();
     if live {
         let changes = session.save_current_scores(model, as_of, &scores)?;
         if !changes.is_empty() {
@@ -165,6 +179,7 @@ pub fn run_score(
         },
         &scores,
     )?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "saved");
     scores.sort_by(|a, b| b.1.score.total_cmp(&a.1.score).then_with(|| a.0.cmp(&b.0)));
     if let Some(t) = &args.list.tier {
         check_tier(model, t)?;

@@ -155,3 +155,54 @@ fn scores_history_and_tier_changes_are_kept() {
     assert_eq!((touched, newest > 0), (vec!["ws-1".to_string()], true));
     assert!(s.touched_accounts(m.level, newest).unwrap().0.is_empty());
 }
+
+/// Regression: re-scoring one account restricts identity to the account's people; a PostHog
+/// `$groupidentify` makes its sender no member, so its ids are outside that set and the
+/// re-scorer must widen the set (else `anon-c`, carol's device, would count as a second person).
+#[test]
+fn rescoring_one_account_resolves_people_who_are_not_members() {
+    let mut store = memory_store();
+    let mut group_identify = |msg: &str, who: serde_json::Value| {
+        let mut body = json!({"type":"group","groupId":"ws-9","messageId":msg,
+            "timestamp":"2026-02-20T10:00:00Z","traits":{"company_size":"51-200"}});
+        if let (Some(b), Some(w)) = (body.as_object_mut(), who.as_object()) {
+            b.extend(w.clone());
+        }
+        let mut e = ev(body);
+        e.event = Some(upmarket_core::posthog::GROUP_IDENTIFY.to_string());
+        e
+    };
+    let events = vec![
+        ev(
+            json!({"type":"group","userId":"bob","groupId":"ws-9","messageId":"g1","timestamp":"2026-02-01T10:00:00Z"}),
+        ),
+        ev(
+            json!({"type":"track","event":"Report Created","userId":"bob","messageId":"t1","timestamp":"2026-02-10T10:00:00Z","context":{"groupId":"ws-9"}}),
+        ),
+        // carol's device is aliased to carol ...
+        ev(
+            json!({"type":"identify","userId":"carol","anonymousId":"anon-c","messageId":"i1","timestamp":"2026-02-02T10:00:00Z"}),
+        ),
+        // ... and both describe the workspace without joining it.
+        group_identify("gi1", json!({"anonymousId":"anon-c"})),
+        group_identify("gi2", json!({"userId":"carol"})),
+    ];
+    store.append(&events).unwrap();
+    let m = model("default.toml");
+    let s = store.reader().unwrap();
+    let as_of = at("2026-03-01 00:00:00");
+    let all = s.measure(&m, as_of, None).unwrap();
+    let full = all.iter().find(|a| a.account_id == "ws-9").unwrap();
+    let one = s.measure(&m, as_of, Some(&["ws-9".to_string()])).unwrap();
+    assert_eq!(one, vec![full.clone()]);
+    let active = m
+        .signals
+        .iter()
+        .position(|x| x.id == "active_users")
+        .unwrap();
+    assert_eq!(
+        full.values[active],
+        SignalValue::Number(2.0),
+        "bob and carol"
+    );
+}
