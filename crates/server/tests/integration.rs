@@ -19,18 +19,18 @@ struct TestServer {
 }
 
 fn server_with(config_toml: &str) -> TestServer {
+    let store = DuckDbStore::open_in_memory(&FreeMailDomains::default()).unwrap();
+    server_on(config_toml, Box::new(store))
+}
+
+fn server_on(config_toml: &str, store: Box<dyn Store>) -> TestServer {
     let config = RawConfig::parse(config_toml, "test")
         .unwrap()
         .build(&HashMap::new(), &Overrides::default())
         .unwrap();
-    let store = DuckDbStore::open_in_memory(&FreeMailDomains::default()).unwrap();
     let reader = store.reader().unwrap();
     let sessions = upmarket_server::sessions::SessionPool::new(store.reader().unwrap());
-    let (writer, _thread) = spawn_writer(
-        Box::new(store),
-        config.queue_depth,
-        config.max_commit_events,
-    );
+    let (writer, _thread) = spawn_writer(store, config.queue_depth, config.max_commit_events);
     let state = AppState {
         config: Arc::new(config),
         writer,
@@ -382,4 +382,108 @@ fn the_read_api_needs_a_read_token_and_write_keys_cannot_read() {
         (status, body["code"].as_str()),
         (404, Some("account_not_found"))
     );
+}
+
+/// The real store behind a gate: `append` waits until the test opens it, so the writer can be
+/// held busy deterministically.
+struct GatedStore {
+    inner: DuckDbStore,
+    open: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    entered: std::sync::mpsc::Sender<()>,
+}
+
+impl Store for GatedStore {
+    fn append(
+        &mut self,
+        events: &[upmarket_core::Event],
+    ) -> Result<Vec<upmarket_store::AppendStatus>, upmarket_store::StoreError> {
+        let _ = self.entered.send(());
+        let (lock, cvar) = &*self.open;
+        let mut open = lock.lock().unwrap();
+        while !*open {
+            open = cvar.wait(open).unwrap();
+        }
+        drop(open);
+        self.inner.append(events)
+    }
+
+    fn reader(&self) -> Result<Box<dyn StoreSession>, upmarket_store::StoreError> {
+        self.inner.reader()
+    }
+}
+
+/// When the writer is busy and its queue full, a request gets 429 with Retry-After and stores
+/// nothing; the queued ones are stored once the writer catches up.
+#[test]
+fn a_saturated_writer_answers_429_with_retry_after() {
+    let open = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    let (entered, writer_busy) = std::sync::mpsc::channel();
+    let store = GatedStore {
+        inner: DuckDbStore::open_in_memory(&FreeMailDomains::default()).unwrap(),
+        open: open.clone(),
+        entered,
+    };
+    let s = server_on(
+        &format!("[ingest]\nwrite_keys = ['{KEY}']\nqueue_depth = 1\n"),
+        Box::new(store),
+    );
+    let send = |msg: &'static str| {
+        let url = format!("{}/v1/track", s.url);
+        std::thread::spawn(move || {
+            let body = json!({"event":"x","userId":"u","messageId":msg});
+            let mut resp = agent()
+                .post(&url)
+                .header("Authorization", &basic())
+                .header("Content-Type", "application/json")
+                .send(body.to_string().as_bytes())
+                .expect("request sent");
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let text = resp.body_mut().read_to_string().unwrap_or_default();
+            (resp.status().as_u16(), retry, text)
+        })
+    };
+    // The first request holds the writer inside append ...
+    let first = send("m1");
+    writer_busy
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    // ... one of the next two takes the single queue slot, the other is refused.
+    let (second, third) = (send("m2"), send("m3"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !(second.is_finished() || third.is_finished()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no request was refused"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    {
+        let (lock, cvar) = &*open;
+        *lock.lock().unwrap() = true;
+        cvar.notify_all();
+    }
+    let mut answers = [second.join().unwrap(), third.join().unwrap()];
+    answers.sort();
+    let (ok, refused) = (&answers[0], &answers[1]);
+    assert_eq!(first.join().unwrap().0, 200);
+    assert_eq!(ok.0, 200);
+    assert_eq!(refused.0, 429, "{refused:?}");
+    assert!(
+        refused
+            .1
+            .as_deref()
+            .is_some_and(|v| v.parse::<u64>().is_ok()),
+        "Retry-After in seconds: {refused:?}"
+    );
+    let body: Value = serde_json::from_str(&refused.2).unwrap();
+    assert_eq!(body["code"], "writer_saturated");
+    let counts = s
+        .reader
+        .message_counts(&["m1".into(), "m2".into(), "m3".into()])
+        .unwrap();
+    assert_eq!(counts.values().sum::<u64>(), 2, "{counts:?}");
 }

@@ -1,4 +1,4 @@
-//! `upmarket import`: NDJSON (Segment and PostHog shapes), CSV, re-runs.
+//! `upmarket import`: NDJSON (Segment and PostHog shapes), CSV, Parquet, re-runs.
 
 use std::fs;
 
@@ -88,4 +88,56 @@ fn a_missing_file_is_named() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.ndjson: no such file"));
+}
+
+#[test]
+fn parquet_import_with_nested_properties_and_typed_timestamps() {
+    let work = tempfile::tempdir().unwrap();
+    let file = work.path().join("events.parquet");
+    {
+        // A warehouse export: typed columns, properties as a STRUCT.
+        let scratch =
+            upmarket_store::DuckDbStore::open_in_memory(&upmarket_core::FreeMailDomains::default())
+                .unwrap();
+        let conn = scratch.sql_connection().unwrap();
+        conn.execute_batch(&format!(
+            "COPY (
+                SELECT 'track' AS type, 'Report Created' AS event, 'u1' AS userId, 'p1' AS messageId,
+                       TIMESTAMP '2026-01-05 10:00:00' AS timestamp, {{'plan': 'pro', 'seats': 3}} AS properties
+                UNION ALL
+                SELECT 'track', 'Query Run', 'u2', 'p2', TIMESTAMP '2026-01-06 11:30:00', {{'plan': 'free', 'seats': 1}}
+                UNION ALL
+                SELECT 'track', NULL, 'u3', 'p3', TIMESTAMP '2026-01-07 00:00:00', NULL
+            ) TO '{}' (FORMAT parquet)",
+            file.display()
+        ))
+        .unwrap();
+    }
+    let first = import(work.path(), &["events.parquet"]);
+    assert_eq!(
+        (
+            first["rows"].as_u64(),
+            first["stored"].as_u64(),
+            first["rejected"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1)),
+        "{first}"
+    );
+    assert_eq!(first["rejected_by_reason"]["missing_field"], 1, "{first}");
+    let again = import(work.path(), &["events.parquet"]);
+    assert_eq!(again["duplicates"], 2, "safe to re-run: {again}");
+
+    let store = open_store(&work.path().join("data"));
+    let conn = store.sql_connection().unwrap();
+    let (plan, seats, ts): (String, String, String) = conn
+        .query_row(
+            "SELECT properties->>'plan', properties->>'seats', strftime(timestamp, '%Y-%m-%d %H:%M:%S') FROM events WHERE message_id = 'p1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (plan.as_str(), seats.as_str(), ts.as_str()),
+        ("pro", "3", "2026-01-05 10:00:00")
+    );
 }
