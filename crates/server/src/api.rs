@@ -1,6 +1,7 @@
 //! The read REST API: ranked accounts and one account with its explanation and history.
 //! Every route needs a read token (`Authorization: Bearer …`); write keys cannot read.
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::Json;
@@ -106,9 +107,12 @@ async fn session_call<T: Send + 'static>(
 pub async fn accounts(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<AccountsQuery>,
+    query: Result<Query<AccountsQuery>, QueryRejection>,
 ) -> Result<Json<AccountsPage>, ApiError> {
     authorize(&state, &headers)?;
+    // Axum's own rejection is plain text; answer in the API's error shape, naming the problem.
+    let Query(q) = query
+        .map_err(|e| ApiError::InvalidRequest(format!("bad query string: {}", e.body_text())))?;
     let limit = q.limit.unwrap_or(50);
     if limit == 0 || limit > 1000 {
         return Err(ApiError::InvalidRequest(
@@ -200,10 +204,7 @@ pub async fn account(
     let model = state.config.model.clone();
     let wanted = id.clone();
     let (current, history) = session_call(&state, move |s| {
-        let current = s
-            .current_scores(&model, None)?
-            .into_iter()
-            .find(|r| r.account_id == wanted);
+        let current = s.current_score(&model, &wanted)?;
         let history = s.history(&model, &wanted)?;
         Ok((current, history))
     })

@@ -382,6 +382,19 @@ fn the_read_api_needs_a_read_token_and_write_keys_cannot_read() {
         (status, body["code"].as_str()),
         (404, Some("account_not_found"))
     );
+    // Regression: query-string mistakes came back as axum's plain text, not the error shape.
+    for (query, named) in [("limit=abc", "limit"), ("colour=red", "colour")] {
+        let (status, body) = get(&format!("{url}?{query}"), Some(READ));
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("invalid_request")),
+            "{query}: {body}"
+        );
+        assert!(
+            body["message"].as_str().unwrap_or_default().contains(named),
+            "{query}: {body}"
+        );
+    }
 }
 
 /// The real store behind a gate: `append` waits until the test opens it, so the writer can be

@@ -479,7 +479,19 @@ impl StoreSession for DuckDbSession {
         model: &Model,
         tier: Option<&str>,
     ) -> Result<Vec<StoredScore>, StoreError> {
-        crate::scores::current(&self.conn, model, tier)
+        crate::scores::current(&self.conn, model, tier, None)
+    }
+
+    fn current_score(
+        &self,
+        model: &Model,
+        account: &str,
+    ) -> Result<Option<StoredScore>, StoreError> {
+        Ok(
+            crate::scores::current(&self.conn, model, None, Some(account))?
+                .into_iter()
+                .next(),
+        )
     }
 
     fn history(&self, model: &Model, account: &str) -> Result<Vec<HistoryPoint>, StoreError> {

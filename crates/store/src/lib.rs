@@ -147,6 +147,13 @@ pub trait StoreSession: Send {
         tier: Option<&str>,
     ) -> Result<Vec<StoredScore>, StoreError>;
 
+    /// One account's current score, if it has one.
+    fn current_score(
+        &self,
+        model: &Model,
+        account: &str,
+    ) -> Result<Option<StoredScore>, StoreError>;
+
     /// One account's daily score history.
     fn history(&self, model: &Model, account: &str) -> Result<Vec<HistoryPoint>, StoreError>;
 

@@ -156,10 +156,12 @@ pub fn current(
     conn: &Connection,
     model: &Model,
     tier: Option<&str>,
+    account: Option<&str>,
 ) -> Result<Vec<StoredScore>, StoreError> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare_cached(
         "SELECT account_id, as_of, details::VARCHAR FROM current_scores
          WHERE level = ? AND model_name = ? AND model_version = ? AND (? IS NULL OR tier = ?)
+           AND (? IS NULL OR account_id = ?)
          ORDER BY score DESC, account_id",
     )?;
     let rows = stmt.query_map(
@@ -168,7 +170,9 @@ pub fn current(
             model.name,
             model.version,
             tier,
-            tier
+            tier,
+            account,
+            account
         ],
         |r| {
             Ok((
