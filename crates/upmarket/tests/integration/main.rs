@@ -3,6 +3,7 @@
 
 mod crash;
 mod import;
+mod rescore;
 mod sdk;
 
 use std::net::TcpListener;
