@@ -47,27 +47,58 @@ pub struct SimEvent {
 
 fn escape(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b if b < 0x20 => {
+                out.extend_from_slice(&bytes[start..i]);
+                let _ = write!(out, "\\u{:04x}", b);
+                start = i + 1;
+                continue;
             }
-            c => {
-                let mut b = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
-            }
-        }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
     }
+    out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
 }
 
-/// Appends an ISO-8601 UTC timestamp.
+fn push_digits(out: &mut Vec<u8>, v: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let mut v = v;
+    for slot in buf[..width].iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out.extend_from_slice(&buf[..width]);
+}
+
+/// Appends an ISO-8601 UTC timestamp (`"2026-01-31T09:05:00.123Z"`).
 pub fn write_timestamp(out: &mut Vec<u8>, at: i64, ms: u16) {
+    use chrono::{Datelike, Timelike};
     let t = chrono::DateTime::from_timestamp(at, 0).unwrap_or_default();
-    let _ = write!(out, "\"{}.{:03}Z\"", t.format("%Y-%m-%dT%H:%M:%S"), ms);
+    out.push(b'"');
+    push_digits(out, t.year().max(0) as u32, 4);
+    out.push(b'-');
+    push_digits(out, t.month(), 2);
+    out.push(b'-');
+    push_digits(out, t.day(), 2);
+    out.push(b'T');
+    push_digits(out, t.hour(), 2);
+    out.push(b':');
+    push_digits(out, t.minute(), 2);
+    out.push(b':');
+    push_digits(out, t.second(), 2);
+    out.push(b'.');
+    push_digits(out, u32::from(ms), 3);
+    out.extend_from_slice(b"Z\"");
 }
 
 impl SimEvent {
@@ -144,6 +175,31 @@ impl SimEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strings_are_escaped_like_json() {
+        for s in [
+            "plain",
+            "a\"b",
+            "back\\slash",
+            "line\nbreak",
+            "tab\there",
+            "héllo ✓",
+            "",
+        ] {
+            let mut out = Vec::new();
+            escape(&mut out, s);
+            let back: String = serde_json::from_slice(&out).unwrap();
+            assert_eq!(back, s);
+        }
+    }
+
+    #[test]
+    fn timestamps_are_iso_8601() {
+        let mut out = Vec::new();
+        write_timestamp(&mut out, 1_767_225_600 + 3_661, 7);
+        assert_eq!(out, b"\"2026-01-01T01:01:01.007Z\"");
+    }
 
     #[test]
     fn lines_are_valid_segment_json() {

@@ -132,17 +132,18 @@ pub fn simulate(
     .map_err(io(&path_of(FILES[2])))?;
     writeln!(truth, "company_index,company_domain,workspace_id,employees,intent,users,bot,power_user_no_intent,churned,trial,paid,hand_raised,buyer_is_user,first_signup,opportunity_stage").map_err(io(&path_of(FILES[3])))?;
     let mut summary = SimSummary::default();
-    let mut buf = Vec::with_capacity(1 << 16);
-    let mut n = 0u64;
+    // Companies are generated in blocks on two threads (each company is a pure function of the
+    // seed and its index) and written in index order, so the bytes do not depend on threads.
+    let mut produced = Vec::new().into_iter();
     for i in 0..config.accounts {
-        let company = company::generate(config.seed, i, config.days);
-        buf.clear();
-        let prefix = format!("sim-{}-{}-", config.seed, i);
-        behavior::emit(&company, config.seed, config.days, start, &mut |e| {
-            n += 1;
-            e.write_json(&mut buf, &format!("{prefix}{n}"));
-        });
-        summary.events += buf.iter().filter(|b| **b == b'\n').count() as u64;
+        if produced.len() == 0 {
+            produced =
+                produce_block(config, start, i, (i + BLOCK).min(config.accounts)).into_iter();
+        }
+        let Some((company, buf, count)) = produced.next() else {
+            break;
+        };
+        summary.events += count;
         events.write_all(&buf).map_err(io(&path_of(FILES[0])))?;
         let (opps, company_leads) = sales::company_sales(&company, config.seed, config.days);
         for o in &opps {
@@ -213,6 +214,50 @@ pub fn simulate(
         w.flush().map_err(io(&path_of(name)))?;
     }
     Ok(summary)
+}
+
+/// Companies generated per block (two threads share a block).
+const BLOCK: u64 = 128;
+
+/// One company and its events as NDJSON, with their count.
+fn produce(config: &SimConfig, start: i64, i: u64) -> (company::Company, Vec<u8>, u64) {
+    let company = company::generate(config.seed, i, config.days);
+    let mut buf = Vec::with_capacity(1 << 16);
+    let prefix = format!("sim-{}-{}-", config.seed, i);
+    let mut n = 0u64;
+    let mut id = String::with_capacity(prefix.len() + 8);
+    behavior::emit(&company, config.seed, config.days, start, &mut |e| {
+        use std::fmt::Write as _;
+        n += 1;
+        id.clear();
+        let _ = write!(id, "{prefix}{n}");
+        e.write_json(&mut buf, &id);
+    });
+    (company, buf, n)
+}
+
+/// Companies `first..last`, in order, generated on two threads.
+fn produce_block(
+    config: &SimConfig,
+    start: i64,
+    first: u64,
+    last: u64,
+) -> Vec<(company::Company, Vec<u8>, u64)> {
+    let mid = first + (last - first) / 2;
+    std::thread::scope(|scope| {
+        let upper = scope.spawn(|| {
+            (mid..last)
+                .map(|i| produce(config, start, i))
+                .collect::<Vec<_>>()
+        });
+        let mut lower: Vec<_> = (first..mid).map(|i| produce(config, start, i)).collect();
+        lower.extend(
+            upper
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        );
+        lower
+    })
 }
 
 fn write_lead(
