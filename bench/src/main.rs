@@ -65,6 +65,9 @@ enum Bench {
         /// Python with pandas and pyarrow (the pandas baseline is skipped without it).
         #[arg(long)]
         python: Option<PathBuf>,
+        /// Skip pandas above this many events (it holds everything in memory).
+        #[arg(long, default_value_t = 30_000_000)]
+        pandas_max_events: u64,
     },
     /// Runs the SQL baseline once and prints its rows (used by `scoring`, in its own process).
     Sql {
@@ -272,6 +275,7 @@ fn main() -> anyhow::Result<()> {
             sql,
             pandas,
             python,
+            pandas_max_events,
         } => scoring::run(&scoring::ScoringBench {
             upmarket: &cli.upmarket,
             data_dir,
@@ -279,6 +283,7 @@ fn main() -> anyhow::Result<()> {
             sql,
             pandas,
             python: python.as_deref(),
+            pandas_max_events: *pandas_max_events,
             scratch: &cli.scratch,
         }),
         Bench::Sql { db, file, as_of } => scoring::run_sql(

@@ -110,6 +110,7 @@ pub struct ScoringBench<'a> {
     pub sql: &'a Path,
     pub pandas: &'a Path,
     pub python: Option<&'a Path>,
+    pub pandas_max_events: u64,
     pub scratch: &'a Path,
 }
 
@@ -274,6 +275,15 @@ pub fn run(b: &ScoringBench) -> anyhow::Result<()> {
         println!("pandas baseline skipped (no --python)");
         return Ok(());
     };
+    if events > b.pandas_max_events {
+        // Measured: ~3.2 GB of peak memory per 10M events; beyond the limit pandas would swap
+        // or be killed on this machine, which measures nothing.
+        println!(
+            "pandas baseline skipped: {events} events is over --pandas-max-events {} (pandas needs ~0.33 GB per million events here)",
+            b.pandas_max_events
+        );
+        return Ok(());
+    }
     let folder = export_parquet(&db, b.scratch)?;
     let pandas = timed(
         python,
