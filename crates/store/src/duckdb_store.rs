@@ -24,6 +24,9 @@ use upmarket_core::model::{Level, Model, ScoreDetails};
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "upmarket.duckdb";
 
+/// An event of a batch being appended: its index in the batch, and its dedup key.
+type Keyed<'a> = (usize, &'a Event, i128);
+
 /// The embedded DuckDB store. The value itself is the writing handle; [`Store::reader`] gives
 /// read handles on the same database for other threads.
 pub struct DuckDbStore {
@@ -191,7 +194,7 @@ impl DuckDbStore {
         &self,
         table: &str,
         catalog: Option<&str>,
-        events: &[(usize, &Event)],
+        events: &[Keyed],
         first_seq: i64,
     ) -> Result<(), StoreError> {
         let mut app = match catalog {
@@ -200,9 +203,9 @@ impl DuckDbStore {
                 .appender_to_catalog_and_db(table, catalog, "main")?,
             None => self.conn.appender(table)?,
         };
-        for (n, (_, e)) in events.iter().enumerate() {
+        for (n, (_, e, key)) in events.iter().enumerate() {
             app.append_row(params![
-                DbValue::HugeInt(e.dedup_key()),
+                DbValue::HugeInt(*key),
                 first_seq + n as i64,
                 e.message_id,
                 e.kind.as_str(),
@@ -228,14 +231,14 @@ impl DuckDbStore {
 
     /// The fast path: append straight into `events`. Fails (and the caller rolls back) if any
     /// event is already stored: the primary key refuses the whole append.
-    fn insert_new(&self, events: &[(usize, &Event)]) -> Result<HashSet<i128>, StoreError> {
+    fn insert_new(&self, events: &[Keyed]) -> Result<HashSet<i128>, StoreError> {
         self.append_rows("events", None, events, self.next_seq)?;
-        Ok(events.iter().map(|(_, e)| e.dedup_key()).collect())
+        Ok(events.iter().map(|(_, _, key)| *key).collect())
     }
 
     /// The slow path, for batches holding events stored before: stage, then
     /// `INSERT OR IGNORE`, which returns the keys actually inserted.
-    fn insert_or_ignore(&self, events: &[(usize, &Event)]) -> Result<HashSet<i128>, StoreError> {
+    fn insert_or_ignore(&self, events: &[Keyed]) -> Result<HashSet<i128>, StoreError> {
         run(&self.conn, "DELETE FROM temp.staging_events")?;
         self.append_rows("staging_events", Some("temp"), events, self.next_seq)?;
         let mut stmt = self.conn.prepare_cached(INSERT_EVENTS)?;
@@ -250,8 +253,8 @@ impl DuckDbStore {
     /// keys, or rolls back.
     fn transact(
         &mut self,
-        events: &[(usize, &Event)],
-        insert: fn(&Self, &[(usize, &Event)]) -> Result<HashSet<i128>, StoreError>,
+        events: &[Keyed],
+        insert: fn(&Self, &[Keyed]) -> Result<HashSet<i128>, StoreError>,
     ) -> Result<HashSet<i128>, StoreError> {
         run(&self.conn, "BEGIN TRANSACTION")?;
         let result = (|| -> Result<HashSet<i128>, StoreError> {
@@ -260,8 +263,8 @@ impl DuckDbStore {
             let t1 = Instant::now();
             if self.identity_delay.is_zero() {
                 let mut facts = std::mem::take(&mut self.pending);
-                for (_, e) in events {
-                    if inserted.contains(&e.dedup_key()) {
+                for (_, e, key) in events {
+                    if inserted.contains(key) {
                         facts.add(e);
                     }
                 }
@@ -299,13 +302,11 @@ impl Store for DuckDbStore {
         // Within the batch, the first copy of a messageId is the one stored; retries of
         // recently committed events are answered from memory.
         let mut seen = HashSet::with_capacity(events.len());
-        let unique: Vec<(usize, &Event)> = events
+        let unique: Vec<Keyed> = events
             .iter()
             .enumerate()
-            .filter(|(_, e)| {
-                let key = e.dedup_key();
-                !self.cache.recent.contains(key) && seen.insert(key)
-            })
+            .map(|(i, e)| (i, e, e.dedup_key()))
+            .filter(|(_, _, key)| !self.cache.recent.contains(*key) && seen.insert(*key))
             .collect();
         if unique.is_empty() {
             return Ok(statuses);
@@ -322,10 +323,9 @@ impl Store for DuckDbStore {
         };
         self.next_seq += unique.len() as i64;
         let deferred = !self.identity_delay.is_zero();
-        for (i, e) in &unique {
-            let key = e.dedup_key();
+        for &(i, e, key) in &unique {
             if inserted.contains(&key) {
-                statuses[*i] = AppendStatus::Stored;
+                statuses[i] = AppendStatus::Stored;
                 if deferred {
                     self.pending.add(e);
                 }
