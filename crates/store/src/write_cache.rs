@@ -7,9 +7,8 @@
 //!   a last-seen more than [`LAST_SEEN_RESOLUTION_SECS`] later).
 //!
 //! Everything here is a cache of committed state: after a failed transaction the identity part
-//! is cleared, and
-//! after a restart it starts empty (the first writes then go through the upserts, which are
-//! correct either way).
+//! is cleared, and after a restart it all starts empty (the first writes then go through the
+//! upserts, which are correct either way).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
