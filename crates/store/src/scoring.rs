@@ -65,13 +65,6 @@ pub fn selector_sql(sel: &EventSelector) -> String {
     }
 }
 
-/// How many distinct values of `expr` the rows matching `cond` hold. Written with `list` rather
-/// than `count(DISTINCT …) FILTER (…)`: DuckDB gives each DISTINCT aggregate its own hash table,
-/// which costs milliseconds per signal even over a few rows (and more over millions).
-fn distinct(expr: &str, cond: &str) -> String {
-    format!("coalesce(len(list_distinct(list({expr}) FILTER (WHERE {cond}))), 0)")
-}
-
 fn since(as_of: &str, days: u32) -> String {
     format!("timestamp >= {as_of} - INTERVAL {days} DAY")
 }
@@ -122,16 +115,72 @@ pub(crate) fn tier_sql(core: &[String], advanced: &[String], enterprise: &[Strin
     )
 }
 
-/// The aggregate expression measuring one numeric signal over `scoring_events`.
-fn aggregate(kind: &SignalKind, as_of: &str) -> Option<String> {
+/// How one numeric signal is aggregated in two levels: per (account, person) first, then per
+/// account. Distinct people become "did this person do it" flags counted at the account level,
+/// distinct features a bit mask OR-ed together: cheap aggregates instead of DuckDB's DISTINCT
+/// machinery (about twice as fast at 10M events, same values).
+struct TwoLevel {
+    /// Per-person aggregates, each with its column name.
+    person: Vec<(String, String)>,
+    /// The account-level expression over those columns.
+    account: String,
+}
+
+/// Distinct values of a feature list: a bit mask when it fits in 62 bits, else a list.
+fn breadth(name: &str, cond: &str, features: &[String]) -> (Vec<(String, String)>, String) {
+    if features.len() <= 62 {
+        let mask = features
+            .iter()
+            .enumerate()
+            .map(|(i, f)| format!("WHEN {} THEN {}", quote_literal(f), 1i64 << i))
+            .collect::<Vec<_>>()
+            .join(" ");
+        (
+            vec![(
+                name.to_string(),
+                format!("bit_or(CASE event {mask} ELSE 0 END) FILTER (WHERE {cond})"),
+            )],
+            format!("bit_count(coalesce(bit_or({name}), 0))"),
+        )
+    } else {
+        (
+            vec![(
+                name.to_string(),
+                format!(
+                    "list(DISTINCT event) FILTER (WHERE {cond} AND event IN ({}))",
+                    in_list(features)
+                ),
+            )],
+            format!("coalesce(len(list_distinct(flatten(list({name}) FILTER (WHERE {name} IS NOT NULL)))), 0)"),
+        )
+    }
+}
+
+/// The two-level aggregation of signal `i`, or None for traits and recency.
+fn two_level(i: usize, kind: &SignalKind, as_of: &str) -> Option<TwoLevel> {
+    let col = |k: &str| format!("s{i}_{k}");
+    let flag = |k: &str, cond: &str| (col(k), format!("bool_or({cond})"));
+    let count = |k: &str, cond: &str| (col(k), format!("count(*) FILTER (WHERE {cond})"));
+    let people = |k: &str| format!("count_if({})", col(k));
+    let total = |k: &str| format!("coalesce(sum({}), 0)", col(k));
     Some(match kind {
-        SignalKind::ActiveUsers { window_days } => {
-            format!("{}", distinct("person", &since(as_of, *window_days)))
-        }
-        SignalKind::ActiveDays { window_days } => format!(
-            "{}",
-            distinct("CAST(timestamp AS DATE)", &since(as_of, *window_days))
-        ),
+        SignalKind::ActiveUsers { window_days } => TwoLevel {
+            person: vec![flag("a", &since(as_of, *window_days))],
+            account: people("a"),
+        },
+        SignalKind::ActiveDays { window_days } => TwoLevel {
+            person: vec![(
+                col("d"),
+                format!(
+                    "list(DISTINCT CAST(timestamp AS DATE)) FILTER (WHERE {})",
+                    since(as_of, *window_days)
+                ),
+            )],
+            account: format!(
+                "coalesce(len(list_distinct(flatten(list({d}) FILTER (WHERE {d} IS NOT NULL)))), 0)",
+                d = col("d")
+            ),
+        },
         SignalKind::EventCount {
             window_days,
             select,
@@ -139,22 +188,21 @@ fn aggregate(kind: &SignalKind, as_of: &str) -> Option<String> {
         } => {
             let mut cond = vec![since(as_of, *window_days), selector_sql(select)];
             cond.extend(event_filter_sql(filters));
-            format!("count(*) FILTER (WHERE {})", cond.join(" AND "))
+            TwoLevel {
+                person: vec![count("n", &cond.join(" AND "))],
+                account: total("n"),
+            }
         }
         SignalKind::DistinctUsers {
             window_days,
             select,
-        } => format!(
-            "{}",
-            distinct(
-                "person",
-                &format!(
-                    "{} AND {}",
-                    since(as_of, *window_days),
-                    selector_sql(select)
-                )
-            )
-        ),
+        } => TwoLevel {
+            person: vec![flag(
+                "a",
+                &format!("{} AND {}", since(as_of, *window_days), selector_sql(select)),
+            )],
+            account: people("a"),
+        },
         SignalKind::Velocity {
             metric,
             recent_days,
@@ -169,60 +217,68 @@ fn aggregate(kind: &SignalKind, as_of: &str) -> Option<String> {
             // Events: compared as daily rates, `(recent / r) / (base / b)`, computed as
             // `(recent × b) / (base × r)` so that equal counts give exact ratios.
             // People: distinct people in each window (a team does not grow by being busier).
-            let (rv, bv, rs, bs) = match metric {
+            let (person, rv, bv, rs, bs) = match metric {
                 VelocityMetric::Events => (
-                    format!("count(*) FILTER (WHERE {recent})"),
-                    format!("count(*) FILTER (WHERE {base})"),
+                    vec![count("r", &recent), count("b", &base)],
+                    total("r"),
+                    total("b"),
                     b,
                     r,
                 ),
                 VelocityMetric::Selected(sel) => {
                     let s = selector_sql(sel);
                     (
-                        format!("count(*) FILTER (WHERE {recent} AND {s})"),
-                        format!("count(*) FILTER (WHERE {base} AND {s})"),
+                        vec![
+                            count("r", &format!("{recent} AND {s}")),
+                            count("b", &format!("{base} AND {s}")),
+                        ],
+                        total("r"),
+                        total("b"),
                         b,
                         r,
                     )
                 }
-                VelocityMetric::ActiveUsers => {
-                    (distinct("person", &recent), distinct("person", &base), 1, 1)
-                }
+                VelocityMetric::ActiveUsers => (
+                    vec![flag("r", &recent), flag("b", &base)],
+                    people("r"),
+                    people("b"),
+                    1,
+                    1,
+                ),
             };
             // From nothing to something counts as +100%.
-            format!(
-                "CASE WHEN ({bv}) = 0 THEN CASE WHEN ({rv}) > 0 THEN 100.0 ELSE 0.0 END \
-                 ELSE (CAST(({rv}) * {rs} AS DOUBLE) / CAST(({bv}) * {bs} AS DOUBLE) - 1.0) * 100.0 END"
-            )
+            TwoLevel {
+                person,
+                account: format!(
+                    "CASE WHEN ({bv}) = 0 THEN CASE WHEN ({rv}) > 0 THEN 100.0 ELSE 0.0 END \
+                     ELSE (CAST(({rv}) * {rs} AS DOUBLE) / CAST(({bv}) * {bs} AS DOUBLE) - 1.0) * 100.0 END"
+                ),
+            }
         }
         SignalKind::FeatureBreadth {
             window_days,
             features,
         } => {
-            format!(
-                "{}",
-                distinct(
-                    "event",
-                    &format!(
-                        "{} AND type = 'track' AND event IN ({})",
-                        since(as_of, *window_days),
-                        in_list(features)
-                    )
-                )
-            )
+            let cond = format!("{} AND type = 'track'", since(as_of, *window_days));
+            let (person, account) = breadth(&col("f"), &cond, features);
+            TwoLevel { person, account }
         }
         SignalKind::FeatureTier {
             window_days,
             core,
             advanced,
             enterprise,
-        } => {
-            format!(
-                "coalesce(max({}) FILTER (WHERE {} AND type = 'track'), 0)",
-                tier_sql(core, advanced, enterprise),
-                since(as_of, *window_days)
-            )
-        }
+        } => TwoLevel {
+            person: vec![(
+                col("t"),
+                format!(
+                    "max({}) FILTER (WHERE {} AND type = 'track')",
+                    tier_sql(core, advanced, enterprise),
+                    since(as_of, *window_days)
+                ),
+            )],
+            account: format!("coalesce(max({}), 0)", col("t")),
+        },
         SignalKind::Trait { .. } | SignalKind::Recency => return None,
     })
 }
@@ -593,22 +649,33 @@ fn numeric_sql(
     source: &str,
     values: &mut HashMap<String, Vec<SignalValue>>,
 ) -> Result<(), StoreError> {
-    let numeric: Vec<(usize, String)> = model
+    let numeric: Vec<(usize, TwoLevel)> = model
         .signals
         .iter()
         .enumerate()
-        .filter_map(|(i, s)| aggregate(&s.kind, at).map(|a| (i, a)))
+        .filter_map(|(i, s)| two_level(i, &s.kind, at).map(|t| (i, t)))
         .collect();
     if numeric.is_empty() {
         return Ok(());
     }
+    let per_person = numeric
+        .iter()
+        .flat_map(|(_, t)| t.person.iter())
+        .map(|(name, agg)| format!("{agg} AS {name}"))
+        .collect::<Vec<_>>()
+        .join(",\n              ");
     let cols = numeric
         .iter()
-        .map(|(_, a)| format!("CAST({a} AS DOUBLE)"))
+        .map(|(_, t)| format!("CAST({} AS DOUBLE)", t.account))
         .collect::<Vec<_>>()
         .join(",\n       ");
     let mut stmt = conn.prepare(&format!(
-        "SELECT account_id,\n       {cols}\nFROM {source} WHERE timestamp >= {at} - INTERVAL {window} DAY GROUP BY account_id"
+        "WITH per_person AS (
+            SELECT account_id, person,
+              {per_person}
+            FROM {source} WHERE timestamp >= {at} - INTERVAL {window} DAY GROUP BY account_id, person
+        )
+        SELECT account_id,\n       {cols}\nFROM per_person GROUP BY account_id"
     ))?;
     let mut q = stmt.query([])?;
     while let Some(r) = q.next()? {

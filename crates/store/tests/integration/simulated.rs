@@ -43,13 +43,61 @@ fn simulated_store(accounts: u64, seed: u64) -> (upmarket_store::DuckDbStore, Si
     (store, cfg)
 }
 
-fn default_model_text() -> String {
-    let path = std::path::Path::new(
+fn models_dir() -> std::path::PathBuf {
+    std::path::Path::new(
         &std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into()),
     )
-    .join("../../models/default.toml");
-    std::fs::read_to_string(path).unwrap()
+    .join("../../models")
 }
+
+fn default_model_text() -> String {
+    std::fs::read_to_string(models_dir().join("default.toml")).unwrap()
+}
+
+/// Signal kinds neither shipped model uses.
+const KINDS_MODEL: &str = r#"
+[model]
+name = "kinds"
+version = 1
+level = "workspace"
+scale = "raw"
+
+[events]
+core_feature = ["Report Created", "Dashboard Viewed", "Query Run", "Chart Shared"]
+pricing_view = { pages = ["/pricing"] }
+
+[[signal]]
+id = "core_velocity"
+kind = "velocity"
+metric = "core_feature"
+recent_days = 7
+baseline_days = 28
+
+[[signal]]
+id = "pricing_on_site"
+kind = "event_count"
+role = "pricing_view"
+window_days = 30
+where = { "properties.path" = "/pricing" }
+
+[[component]]
+signal = "core_velocity"
+weight = 0.5
+points_per_unit = 1.0
+
+[[component]]
+signal = "pricing_on_site"
+weight = 0.5
+points_per_unit = 10.0
+
+[[tier]]
+name = "sales"
+min = 50
+
+[[tier]]
+name = "self_serve"
+min = 0
+"#;
 
 /// Re-scoring a few accounts (the re-scorer's path: candidate events, counted in Rust) gives
 /// exactly what scoring every account gives, at workspace and at company level.
@@ -60,10 +108,20 @@ fn rescoring_a_few_accounts_matches_scoring_all() {
     let as_of = (cfg.start + chrono::Days::new(300))
         .and_hms_opt(12, 30, 0)
         .unwrap();
-    for level in ["workspace", "company"] {
-        let text =
-            default_model_text().replace("level = \"workspace\"", &format!("level = \"{level}\""));
-        let model = Model::from_toml(&text, "default.toml").unwrap();
+    // The default model, the seeds' worked example (active days, feature tiers, event
+    // velocity) and one with the remaining kinds (selected velocity, property filters), each at
+    // workspace and company level.
+    let models = [
+        default_model_text(),
+        std::fs::read_to_string(models_dir().join("004-worked-example.toml")).unwrap(),
+        KINDS_MODEL.to_string(),
+    ];
+    for (text, level) in models
+        .iter()
+        .flat_map(|m| ["workspace", "company"].map(|l| (m, l)))
+    {
+        let text = text.replace("level = \"workspace\"", &format!("level = \"{level}\""));
+        let model = Model::from_toml(&text, "test model").unwrap();
         let all = session.measure(&model, as_of, None).unwrap();
         assert!(all.len() > 100, "{level}: {} accounts", all.len());
         let mut checked = 0;
@@ -88,7 +146,10 @@ fn rescoring_a_few_accounts_matches_scoring_all() {
             .cloned()
             .collect();
         assert_eq!(several, expected, "{level}: several accounts at once");
-        eprintln!("{level}: {checked} accounts re-scored alone, 6 together, all equal");
+        eprintln!(
+            "{} at {level} level: {checked} accounts re-scored alone, 6 together, all equal",
+            model.name
+        );
     }
 }
 
