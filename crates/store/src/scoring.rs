@@ -545,11 +545,18 @@ pub fn measure(
                 "({}) AS attributed WHERE timestamp < {at} AND {acct} IS NOT NULL",
                 attribution_with("events", &identity)
             );
-            // Recency: an event that carries its group is placed by its ids alone, so those
-            // are first reduced to their latest time per (group, user, anonymous id); events
-            // without a group are placed by time and go through one by one.
+            // Recency: an event that carries its group is placed by its ids alone (at workspace
+            // level by the group alone), so those are first reduced to their latest time per
+            // group (and user and anonymous id, for companies); events without a group are
+            // placed by time and go through one by one.
+            let grouped_by = match model.level {
+                Level::Workspace => {
+                    "group_id, NULL::VARCHAR AS user_id, NULL::VARCHAR AS anonymous_id"
+                }
+                Level::Company => "group_id, user_id, anonymous_id",
+            };
             let latest = format!(
-                "(SELECT group_id, user_id, anonymous_id, max(timestamp) AS timestamp FROM events
+                "(SELECT {grouped_by}, max(timestamp) AS timestamp FROM events
                   WHERE group_id IS NOT NULL AND timestamp < {at} GROUP BY ALL
                   UNION ALL
                   SELECT group_id, user_id, anonymous_id, timestamp FROM events
