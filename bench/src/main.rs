@@ -69,6 +69,12 @@ enum Bench {
         #[arg(long, default_value_t = 30_000_000)]
         pandas_max_events: u64,
     },
+    /// DuckDB's `read_json` load of `--events` into a fresh database (used by `ingest-http` and
+    /// `import`, in its own process).
+    LoadJson {
+        #[arg(long)]
+        db: PathBuf,
+    },
     /// Runs the SQL baseline once and prints its rows (used by `scoring`, in its own process).
     Sql {
         #[arg(long)]
@@ -119,11 +125,10 @@ fn fresh(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// DuckDB's own bulk load of the NDJSON file into a table, in a fresh database file.
-fn duckdb_read_json(events: &Path, scratch: &Path) -> anyhow::Result<(u64, f64, u64)> {
-    let dir = scratch.join("duckdb-baseline");
-    fresh(&dir)?;
-    let conn = duckdb::Connection::open(dir.join("baseline.duckdb"))?;
+/// DuckDB's own bulk load of the NDJSON file into a table, in a fresh database file (the
+/// `load-json` subcommand, run in its own process so its peak memory is its own).
+fn load_json(events: &Path, db: &Path) -> anyhow::Result<()> {
+    let conn = duckdb::Connection::open(db)?;
     let started = Instant::now();
     let path = events.display().to_string().replace('\'', "''");
     conn.execute_batch(&format!(
@@ -131,8 +136,40 @@ fn duckdb_read_json(events: &Path, scratch: &Path) -> anyhow::Result<(u64, f64, 
     ))?;
     let secs = started.elapsed().as_secs_f64();
     let n: i64 = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
-    drop(conn);
-    Ok((n as u64, secs, dir_bytes(&dir)))
+    println!("{}", serde_json::json!({"events": n, "secs": secs}));
+    Ok(())
+}
+
+/// The `read_json` baseline: events loaded, seconds, bytes on disk, peak memory (MiB).
+struct Baseline {
+    events: u64,
+    secs: f64,
+    disk: u64,
+    peak_mib: u64,
+}
+
+fn duckdb_read_json(cli: &Cli) -> anyhow::Result<Baseline> {
+    let dir = cli.scratch.join("duckdb-baseline");
+    fresh(&dir)?;
+    let run = scoring::timed(
+        &std::env::current_exe()?,
+        &[
+            "--upmarket".into(),
+            cli.upmarket.display().to_string(),
+            "--events".into(),
+            cli.events.display().to_string(),
+            "load-json".into(),
+            "--db".into(),
+            dir.join("baseline.duckdb").display().to_string(),
+        ],
+    )?;
+    let out: serde_json::Value = serde_json::from_str(run.stdout.trim())?;
+    Ok(Baseline {
+        events: out["events"].as_u64().unwrap_or(0),
+        secs: out["secs"].as_f64().unwrap_or(f64::NAN),
+        disk: dir_bytes(&dir),
+        peak_mib: run.peak_mib,
+    })
 }
 
 struct Server {
@@ -225,35 +262,32 @@ fn ingest_http(cli: &Cli, clients: usize, batch: usize) -> anyhow::Result<()> {
     let rss = peak_rss_kib(server.child.id());
     drop(server);
     let disk = dir_bytes(&data);
-    let (bn, bsecs, bdisk) = duckdb_read_json(&cli.events, &cli.scratch)?;
+    let b = duckdb_read_json(cli)?;
     let ours = n_events as f64 / secs;
-    let base = bn as f64 / bsecs;
-    println!("| ingest-http | {n_events} events, {clients} clients × {batch}/request | upmarket {ours:.0} ev/s ({secs:.1} s, {retries} × 429) | DuckDB read_json {base:.0} ev/s ({bsecs:.1} s) | ratio {:.2} | server peak RSS {} MiB | disk {:.0} B/event (DuckDB table {:.0} B/event) |", ours / base, rss / 1024, disk as f64 / n_events as f64, bdisk as f64 / bn as f64);
+    let base = b.events as f64 / b.secs;
+    println!("| ingest-http | {n_events} events, {clients} clients × {batch}/request | upmarket {ours:.0} ev/s ({secs:.1} s, {retries} × 429), server peak {} MiB | DuckDB read_json {base:.0} ev/s ({:.1} s), peak {} MiB | ratio {:.2} | disk {:.0} B/event (DuckDB table {:.0} B/event) |", rss / 1024, b.secs, b.peak_mib, ours / base, disk as f64 / n_events as f64, b.disk as f64 / b.events.max(1) as f64);
     Ok(())
 }
 
 fn import(cli: &Cli) -> anyhow::Result<()> {
     let data = cli.scratch.join("upmarket-import");
     fresh(&data)?;
-    let started = Instant::now();
-    let out = Command::new(&cli.upmarket)
-        .args(["import", "--json", "--data-dir"])
-        .arg(&data)
-        .arg(&cli.events)
-        .env("UPMARKET_LOG", "warn")
-        .output()?;
-    let secs = started.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        out.status.success(),
-        "import failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let run = scoring::timed(
+        &cli.upmarket,
+        &[
+            "import".into(),
+            "--json".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            cli.events.display().to_string(),
+        ],
+    )?;
+    let summary: serde_json::Value = serde_json::from_str(&run.stdout)?;
     let n = summary["stored"].as_u64().unwrap_or(0);
-    let (bn, bsecs, _) = duckdb_read_json(&cli.events, &cli.scratch)?;
-    let ours = n as f64 / secs;
-    let base = bn as f64 / bsecs;
-    println!("| import | {n} events | upmarket {ours:.0} ev/s ({secs:.1} s) | DuckDB read_json {base:.0} ev/s ({bsecs:.1} s) | ratio {:.2} | disk {:.0} B/event |", ours / base, dir_bytes(&data) as f64 / n.max(1) as f64);
+    let b = duckdb_read_json(cli)?;
+    let ours = n as f64 / run.secs;
+    let base = b.events as f64 / b.secs;
+    println!("| import | {n} events | upmarket {ours:.0} ev/s ({:.1} s), peak {} MiB | DuckDB read_json {base:.0} ev/s ({:.1} s), peak {} MiB | ratio {:.2} | disk {:.0} B/event (DuckDB table {:.0} B/event) |", run.secs, run.peak_mib, b.secs, b.peak_mib, ours / base, dir_bytes(&data) as f64 / n.max(1) as f64, b.disk as f64 / b.events.max(1) as f64);
     Ok(())
 }
 
@@ -286,6 +320,7 @@ fn main() -> anyhow::Result<()> {
             pandas_max_events: *pandas_max_events,
             scratch: &cli.scratch,
         }),
+        Bench::LoadJson { db } => load_json(&cli.events, db),
         Bench::Sql { db, file, as_of } => scoring::run_sql(
             db,
             file,
