@@ -24,6 +24,9 @@ use upmarket_core::model::{Level, Model, ScoreDetails};
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "upmarket.duckdb";
 
+/// WAL size at which DuckDB checkpoints (see [`DuckDbStore::open`]).
+pub const CHECKPOINT_THRESHOLD: &str = "1GB";
+
 /// An event of a batch being appended: its index in the batch, and its dedup key.
 type Keyed<'a> = (usize, &'a Event, i128);
 
@@ -90,6 +93,12 @@ impl DuckDbStore {
         free_mail: &FreeMailDomains,
     ) -> Result<Self, StoreError> {
         migrate(&conn)?;
+        // DuckDB checkpoints (writes the WAL into the database file, the primary-key index
+        // included) whenever the WAL passes this size. At its default (16 MB) a long import
+        // checkpoints every ~100k events and each checkpoint costs more as the table grows;
+        // measured: a 100M-event import fell from 68k to 22k events/s by 36M. A larger WAL
+        // costs only a longer replay after a crash.
+        conn.execute_batch(&format!("SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'"))?;
         conn.execute_batch(STAGING)?;
         conn.execute_batch(crate::identity_write::STAGING)?;
         conn.set_prepared_statement_cache_capacity(64);
