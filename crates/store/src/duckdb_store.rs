@@ -98,7 +98,9 @@ impl DuckDbStore {
         // checkpoints every ~100k events and each checkpoint costs more as the table grows;
         // measured: a 100M-event import fell from 68k to 22k events/s by 36M. A larger WAL
         // costs only a longer replay after a crash.
-        conn.execute_batch(&format!("SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'"))?;
+        conn.execute_batch(&format!(
+            "SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'"
+        ))?;
         conn.execute_batch(STAGING)?;
         conn.execute_batch(crate::identity_write::STAGING)?;
         conn.set_prepared_statement_cache_capacity(64);
