@@ -68,6 +68,9 @@ enum Bench {
         /// Skip pandas above this many events (it holds everything in memory).
         #[arg(long, default_value_t = 30_000_000)]
         pandas_max_events: u64,
+        /// Score as of the end of this day (default: the day of the newest event).
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
     },
     /// DuckDB's `read_json` load of `--events` into a fresh database (used by `ingest-http` and
     /// `import`, in its own process).
@@ -310,6 +313,7 @@ fn main() -> anyhow::Result<()> {
             pandas,
             python,
             pandas_max_events,
+            as_of,
         } => scoring::run(&scoring::ScoringBench {
             upmarket: &cli.upmarket,
             data_dir,
@@ -318,6 +322,7 @@ fn main() -> anyhow::Result<()> {
             pandas,
             python: python.as_deref(),
             pandas_max_events: *pandas_max_events,
+            as_of: *as_of,
             scratch: &cli.scratch,
         }),
         Bench::LoadJson { db } => load_json(&cli.events, db),

@@ -111,6 +111,8 @@ pub struct ScoringBench<'a> {
     pub pandas: &'a Path,
     pub python: Option<&'a Path>,
     pub pandas_max_events: u64,
+    /// Score as of the end of this day (default: the day of the newest event).
+    pub as_of: Option<NaiveDate>,
     pub scratch: &'a Path,
 }
 
@@ -161,7 +163,8 @@ fn agreement(
 /// Runs the benchmark and prints its rows.
 pub fn run(b: &ScoringBench) -> anyhow::Result<()> {
     let db = b.data_dir.join(upmarket_store::DB_FILE);
-    let (day, events) = latest_day(&db)?;
+    let (latest, events) = latest_day(&db)?;
+    let day = b.as_of.unwrap_or(latest);
     let as_of = day
         .succ_opt()
         .unwrap_or(day)

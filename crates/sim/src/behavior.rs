@@ -101,6 +101,10 @@ fn emit_workspace(
     let end = ws.churn_day.unwrap_or(days).min(days);
     // Sign-up of each user: anonymous visits, identify with profile answers, group, invite.
     for (k, u) in ws.users.iter().enumerate() {
+        // Someone who joins after the simulated period has not signed up yet.
+        if u.join_day >= days {
+            continue;
+        }
         let t0 = at(rng, start, u.join_day);
         if !u.bot {
             let visits = 1 + rng.poisson(1.0);
