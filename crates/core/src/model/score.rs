@@ -78,10 +78,20 @@ fn points_for(points: &Points, value: &SignalValue) -> f64 {
     match points {
         Points::Bands(bands) => {
             let v = value.number();
-            bands
+            if let Some(b) = bands.iter().find(|b| v >= b.min && v <= b.max) {
+                return b.points;
+            }
+            // Between two bands (19.5 between 1–19 and 20–99: averages and rates are not whole
+            // numbers) a value counts in the lower one, so that more never earns less. Above
+            // the last band's max it earns nothing: that max was written on purpose.
+            let below = bands
                 .iter()
-                .find(|b| v >= b.min && v <= b.max)
-                .map_or(0.0, |b| b.points)
+                .filter(|b| b.max < v)
+                .max_by(|a, b| a.max.total_cmp(&b.max));
+            match below {
+                Some(b) if bands.iter().any(|above| above.min > v) => b.points,
+                _ => 0.0,
+            }
         }
         Points::Linear { per_unit, max } => {
             let p = (value.number() * per_unit).max(0.0);

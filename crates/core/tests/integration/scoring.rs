@@ -83,6 +83,26 @@ fn default_values(users: f64, legal: f64) -> Vec<SignalValue> {
         .collect()
 }
 
+/// Regression (found by the property test below): 99.3 core actions fell between the bands
+/// 20–99 and 100+ and earned nothing, so growing from 64.9 to 99.3 lowered the score.
+#[test]
+fn a_value_between_two_bands_counts_in_the_lower_one() {
+    let m = model("default.toml");
+    let core = m
+        .signals
+        .iter()
+        .position(|s| s.id == "core_volume")
+        .unwrap();
+    let with_core = |v: f64| {
+        let mut vals = default_values(3.0, 0.0);
+        vals[core] = SignalValue::Number(v);
+        score(&m, &vals).score
+    };
+    assert_eq!(with_core(99.3), with_core(99.0));
+    assert!(with_core(99.3) < with_core(100.0));
+    assert!(with_core(19.5) > with_core(0.0));
+}
+
 #[test]
 fn the_magic_number_moves_the_score() {
     let m = model("default.toml");
