@@ -71,6 +71,9 @@ enum Bench {
         /// Score as of the end of this day (default: the day of the newest event).
         #[arg(long)]
         as_of: Option<chrono::NaiveDate>,
+        /// Only time re-scoring single accounts (needs current scores from a full run).
+        #[arg(long)]
+        incremental_only: bool,
     },
     /// DuckDB's `read_json` load of `--events` into a fresh database (used by `ingest-http` and
     /// `import`, in its own process).
@@ -314,6 +317,7 @@ fn main() -> anyhow::Result<()> {
             python,
             pandas_max_events,
             as_of,
+            incremental_only,
         } => scoring::run(&scoring::ScoringBench {
             upmarket: &cli.upmarket,
             data_dir,
@@ -323,6 +327,7 @@ fn main() -> anyhow::Result<()> {
             python: python.as_deref(),
             pandas_max_events: *pandas_max_events,
             as_of: *as_of,
+            incremental_only: *incremental_only,
             scratch: &cli.scratch,
         }),
         Bench::LoadJson { db } => load_json(&cli.events, db),
