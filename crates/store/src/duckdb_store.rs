@@ -96,7 +96,7 @@ impl DuckDbStore {
         // DuckDB checkpoints (writes the WAL into the database file, the primary-key index
         // included) whenever the WAL passes this size. At its default (16 MB) a long import
         // checkpoints every ~100k events and each checkpoint costs more as the table grows;
-        // measured: a 100M-event import fell from 68k to 22k events/s by 36M. A larger WAL
+        // a 100M-event import slowed about threefold by 36M events. A larger WAL
         // costs only a longer replay after a crash.
         conn.execute_batch(&format!(
             "SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'"
@@ -510,27 +510,7 @@ impl StoreSession for DuckDbSession {
     }
 
     fn tier_changes(&self, model: &Model, limit: usize) -> Result<Vec<TierChange>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT changed_at, account_id, from_tier, to_tier, score FROM tier_changes WHERE level = ? AND model_name = ? AND model_version = ? ORDER BY changed_at DESC, account_id LIMIT ?",
-        )?;
-        let rows = stmt.query_map(
-            params![
-                crate::scores::level_str(model.level),
-                model.name,
-                model.version,
-                limit as i64
-            ],
-            |r| {
-                Ok(TierChange {
-                    at: r.get(0)?,
-                    account_id: r.get(1)?,
-                    from_tier: r.get(2)?,
-                    to_tier: r.get(3)?,
-                    score: r.get(4)?,
-                })
-            },
-        )?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        crate::scores::tier_changes(&self.conn, model, limit)
     }
 
     fn latest_event_time(&self) -> Result<Option<NaiveDateTime>, StoreError> {

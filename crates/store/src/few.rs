@@ -1,18 +1,22 @@
-//! Counting a few accounts' signals in Rust. Re-scoring the accounts that new events touched
-//! reads a few thousand attributed rows; DuckDB's hash aggregate costs milliseconds per signal
-//! whatever the input size, so those rows are fetched once, in one query, and counted here.
+//! Measuring a few accounts' signals: the re-scorer's path ([`measure_few`]). Re-scoring the
+//! accounts that new events touched reads a few thousand attributed rows, found without
+//! attributing every event; DuckDB's hash aggregate costs milliseconds per signal whatever the
+//! input size, so those rows are fetched once, in one query, and counted here in Rust. Scoring
+//! every account is `crate::scoring::measure`'s SQL path.
 //!
 //! SQL still decides what each row *is* (the same selector and property-filter expressions as
 //! the full scoring query, evaluated per row as match columns, and the trait values); Rust only
 //! applies the time windows, counts, and picks the most common trait value. The bench and the
 //! store tests check that both paths give the same values.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{Duration, NaiveDateTime};
 use duckdb::Connection;
-use upmarket_core::model::{Model, Signal, SignalKind, SignalValue, VelocityMetric};
+use upmarket_core::model::{Level, Model, Signal, SignalKind, SignalValue, VelocityMetric};
 
+use crate::attribution::{attribution_with, IdentityRelations};
+use crate::scoring::{account_column, debug_elapsed, in_list, timestamp_literal};
 use crate::{AccountSignals, StoreError};
 
 /// The per-row expression a signal needs, if any: a BOOLEAN "matches" or, for feature tiers,
@@ -288,4 +292,193 @@ fn distinct(
         .map(|r| key(r))
         .collect::<HashSet<_>>()
         .len() as f64
+}
+
+fn strings(conn: &Connection, sql: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Re-scoring a few accounts: their signals from their candidate events, attributed and
+/// fetched in one query and counted in Rust.
+///
+/// Candidates are a superset of the events that can count for the accounts, found from the
+/// identity tables without attributing every event: the events of the accounts' workspaces (at
+/// company level, the workspaces of the company and the company-less workspaces its people
+/// belong to, whose events fall back to the person's e-mail domain), and the events without a
+/// group sent by the accounts' people under any of their ids (those are placed by membership).
+/// Every filter is a literal IN list on one column, which DuckDB checks against each row
+/// group's min/max: re-scoring one account reads a few thousand rows, not the whole history.
+///
+/// The identity relations are restricted to the accounts' people. That is exact when every id
+/// the candidates name belongs to those people (a grouped event makes its sender a member, so
+/// this is the rule); when one does not, the query runs again with the people of every id named.
+pub(crate) fn measure_few(
+    conn: &Connection,
+    model: &Model,
+    as_of: NaiveDateTime,
+    accounts: &[String],
+) -> Result<Vec<AccountSignals>, StoreError> {
+    let at = timestamp_literal(as_of);
+    let started = std::time::Instant::now();
+    let (workspaces, ids) = scope(conn, model.level, accounts)?;
+    debug_elapsed(started, "few: people and ids");
+    let started = std::time::Instant::now();
+    let candidates = candidates_sql(&at, &workspaces, &ids);
+    let mut rows = fetch(conn, model, &few_sql(model, &candidates, &ids))?;
+    let named_elsewhere = rows
+        .iter()
+        .flat_map(|r| [r.user_id.as_ref(), r.anonymous_id.as_ref()])
+        .flatten()
+        .any(|id| ids.binary_search(id).is_err());
+    if named_elsewhere {
+        let mut named: Vec<String> = rows
+            .iter()
+            .flat_map(|r| [r.user_id.clone(), r.anonymous_id.clone()])
+            .flatten()
+            .collect();
+        named.sort();
+        named.dedup();
+        let mut all = ids_of(conn, &people_of(conn, &named)?)?;
+        all.extend(ids.iter().cloned());
+        all.sort();
+        all.dedup();
+        rows = fetch(conn, model, &few_sql(model, &candidates, &all))?;
+    }
+    debug_elapsed(started, "few: fetched");
+    Ok(evaluate(model, as_of, accounts, &rows))
+}
+
+/// The accounts' workspaces, and every id their people are known by (sorted).
+fn scope(
+    conn: &Connection,
+    level: Level,
+    accounts: &[String],
+) -> Result<(Vec<String>, Vec<String>), StoreError> {
+    let list = in_list(accounts);
+    let (workspaces, member_ids) = match level {
+        Level::Workspace => (
+            accounts.to_vec(),
+            strings(
+                conn,
+                &format!("SELECT DISTINCT user_id FROM memberships WHERE workspace_id IN ({list})"),
+            )?,
+        ),
+        Level::Company => {
+            let own = strings(
+                conn,
+                &format!(
+                    "SELECT workspace_id FROM workspace_companies WHERE company_id IN ({list})"
+                ),
+            )?;
+            let people = strings(
+                conn,
+                &format!(
+                    "SELECT person FROM person_companies WHERE company_id IN ({list})
+                     UNION SELECT person FROM person_memberships WHERE workspace_id IN ({})",
+                    in_list(&own)
+                ),
+            )?;
+            let mut workspaces = own;
+            workspaces.extend(strings(
+                conn,
+                &format!(
+                    "SELECT DISTINCT pm.workspace_id FROM person_memberships pm
+                     JOIN workspace_companies wc USING (workspace_id)
+                     WHERE wc.company_id IS NULL AND pm.person IN ({})",
+                    in_list(&people)
+                ),
+            )?);
+            (workspaces, people)
+        }
+    };
+    let people = people_of(conn, &member_ids)?;
+    Ok((workspaces, ids_of(conn, &people)?))
+}
+
+/// The candidate events before `at` (see [`measure_few`]), with the columns scoring reads.
+fn candidates_sql(at: &str, workspaces: &[String], ids: &[String]) -> String {
+    let cols = "timestamp, type, event, name, user_id, anonymous_id, group_id, properties, traits";
+    let mut parts = vec![format!(
+        "SELECT {cols} FROM events WHERE timestamp < {at} AND group_id IN ({})",
+        in_list(workspaces)
+    )];
+    if !ids.is_empty() {
+        let ids = in_list(ids);
+        parts.push(format!(
+            "SELECT {cols} FROM events WHERE timestamp < {at} AND group_id IS NULL AND user_id IN ({ids})"
+        ));
+        parts.push(format!(
+            "SELECT {cols} FROM events WHERE timestamp < {at} AND group_id IS NULL AND anonymous_id IN ({ids})
+               AND (user_id IS NULL OR user_id NOT IN ({ids}))"
+        ));
+    }
+    parts.join(" UNION ALL ")
+}
+
+/// One query: the candidates, attributed with the identity relations restricted to the people
+/// `ids` name (the views' definitions, schema.rs, over the matching rows only), as
+/// [`crate::few::select_list`] rows.
+fn few_sql(model: &Model, candidates: &str, ids: &[String]) -> String {
+    let ids = in_list(ids);
+    let identity = IdentityRelations {
+        person_ids: "c_person_ids".into(),
+        person_memberships: "c_person_memberships".into(),
+        companies: (model.level == Level::Company)
+            .then(|| ("workspace_companies".into(), "person_companies".into())),
+    };
+    format!(
+        "WITH candidate_events AS ({candidates}),
+         c_person_ids AS (SELECT alias AS id, user_id AS person FROM aliases WHERE alias IN ({ids})),
+         c_person_memberships AS (
+             SELECT coalesce(a.user_id, m.user_id) AS person, m.workspace_id, min(m.since) AS since
+             FROM (SELECT * FROM memberships WHERE user_id IN ({ids})) m
+             LEFT JOIN (SELECT * FROM aliases WHERE alias IN ({ids})) a ON a.alias = m.user_id
+             GROUP BY ALL)
+         SELECT {} FROM (
+             SELECT *, CASE WHEN type IN ('page', 'screen')
+                            THEN coalesce(json_extract_string(properties, '$.path'), name) END AS path
+             FROM ({}) AS attributed) AS attributed",
+        select_list(model, account_column(model.level)),
+        attribution_with("candidate_events", &identity)
+    )
+}
+
+/// The people (canonical ids) behind `ids`, through the alias map.
+fn people_of(conn: &Connection, ids: &[String]) -> Result<Vec<String>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn.prepare(&format!(
+        "SELECT alias, user_id FROM aliases WHERE alias IN ({})",
+        in_list(ids)
+    ))?;
+    let mapped: HashMap<String, String> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut people: Vec<String> = ids
+        .iter()
+        .map(|id| mapped.get(id).unwrap_or(id).clone())
+        .collect();
+    people.sort();
+    people.dedup();
+    Ok(people)
+}
+
+/// Every id `people` are known by: themselves and their aliases.
+fn ids_of(conn: &Connection, people: &[String]) -> Result<Vec<String>, StoreError> {
+    let mut ids = people.to_vec();
+    if !people.is_empty() {
+        ids.extend(strings(
+            conn,
+            &format!(
+                "SELECT alias FROM aliases WHERE user_id IN ({})",
+                in_list(people)
+            ),
+        )?);
+    }
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
 }

@@ -116,15 +116,7 @@ pub fn save_current(
              RETURNING changed_at, account_id, from_tier, to_tier, score",
         )?;
         let changes = stmt
-            .query_map([], |r| {
-                Ok(TierChange {
-                    at: r.get(0)?,
-                    account_id: r.get(1)?,
-                    from_tier: r.get(2)?,
-                    to_tier: r.get(3)?,
-                    score: r.get(4)?,
-                })
-            })?
+            .query_map([], tier_change)?
             .collect::<Result<Vec<_>, _>>()?;
         conn.execute_batch(
             "INSERT OR REPLACE INTO current_scores
@@ -132,6 +124,40 @@ pub fn save_current(
         )?;
         Ok(changes)
     })
+}
+
+/// A `tier_changes` row selected as changed_at, account_id, from_tier, to_tier, score.
+fn tier_change(r: &duckdb::Row<'_>) -> duckdb::Result<TierChange> {
+    Ok(TierChange {
+        at: r.get(0)?,
+        account_id: r.get(1)?,
+        from_tier: r.get(2)?,
+        to_tier: r.get(3)?,
+        score: r.get(4)?,
+    })
+}
+
+/// The latest tier changes of a model version, newest first.
+pub fn tier_changes(
+    conn: &Connection,
+    model: &Model,
+    limit: usize,
+) -> Result<Vec<TierChange>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT changed_at, account_id, from_tier, to_tier, score FROM tier_changes
+         WHERE level = ? AND model_name = ? AND model_version = ?
+         ORDER BY changed_at DESC, account_id LIMIT ?",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            level_str(model.level),
+            model.name,
+            model.version,
+            limit as i64
+        ],
+        tier_change,
+    )?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 /// Saves one day of history for these accounts (replacing their earlier score of that day).
