@@ -21,17 +21,21 @@ pub fn score_all(
     Ok(scores.len())
 }
 
-/// Re-scores the accounts touched since `after_seq`; returns the new watermark.
+/// Re-scores the accounts touched since `after_seq`; returns the new watermark. `clock` is the
+/// time the previous pass scored at: a pass never scores at an earlier time (scores, history
+/// and tier changes move forward only), and it is moved to this pass's time.
 pub fn rescore_touched(
     session: &dyn StoreSession,
     model: &Model,
     after_seq: i64,
+    clock: &mut chrono::NaiveDateTime,
 ) -> Result<(usize, i64), StoreError> {
     let (touched, newest) = session.touched_accounts(model.level, after_seq)?;
     if touched.is_empty() {
         return Ok((0, newest));
     }
-    let now = session.scoring_clock()?;
+    let now = session.scoring_clock()?.max(*clock);
+    *clock = now;
     let scores = session.score_accounts(model, now, Some(&touched))?;
     let changes = session.save_current_scores(model, now, &scores)?;
     session.save_history(model, now.date(), &scores)?;
@@ -49,7 +53,7 @@ pub fn run(
     stop: Arc<AtomicBool>,
 ) {
     let started = Instant::now();
-    let now = match session.scoring_clock() {
+    let mut clock = match session.scoring_clock() {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(error = %e, "rescorer cannot read the store");
@@ -63,7 +67,7 @@ pub fn run(
             return;
         }
     };
-    match score_all(session.as_ref(), &model, now) {
+    match score_all(session.as_ref(), &model, clock) {
         Ok(n) => tracing::info!(
             accounts = n,
             ms = started.elapsed().as_millis() as u64,
@@ -79,7 +83,7 @@ pub fn run(
             continue;
         }
         next = now + interval;
-        match rescore_touched(session.as_ref(), &model, watermark) {
+        match rescore_touched(session.as_ref(), &model, watermark, &mut clock) {
             Ok((n, newest)) => {
                 if n > 0 {
                     tracing::debug!(accounts = n, "re-scored");

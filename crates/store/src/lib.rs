@@ -72,6 +72,20 @@ pub struct Attribution {
     pub company_id: Option<String>,
 }
 
+/// Data whose newest event is older than this is scored as of just after that event, not now.
+pub const STALE_DATA_AFTER_HOURS: i64 = 24;
+
+/// [`StoreSession::scoring_clock`] for a newest event time and a wall-clock time. A live feed
+/// (events minutes old) is scored as of now; a history that ended in the past, as of its end.
+pub fn clock_for(latest: Option<NaiveDateTime>, now: NaiveDateTime) -> NaiveDateTime {
+    match latest {
+        Some(t) if t < now - chrono::Duration::hours(STALE_DATA_AFTER_HOURS) => {
+            t + chrono::Duration::seconds(1)
+        }
+        _ => now,
+    }
+}
+
 /// Storage for events and identity. The embedded default is [`DuckDbStore`]; a ClickHouse
 /// backend will implement the same trait.
 ///
@@ -172,13 +186,13 @@ pub trait StoreSession: Send {
     fn latest_event_time(&self) -> Result<Option<NaiveDateTime>, StoreError>;
 
     /// The clock scores are computed at: now, or just after the newest event when the data
-    /// ends in the past (an imported history, the demo). A live feed makes the two the same.
+    /// ended more than [`STALE_DATA_AFTER_HOURS`] ago (an imported history, the demo), so that
+    /// such data is scored as of its own last day rather than as long-idle.
     fn scoring_clock(&self) -> Result<NaiveDateTime, StoreError> {
-        let now = chrono::Utc::now().naive_utc();
-        Ok(match self.latest_event_time()? {
-            Some(t) if t < now => t + chrono::Duration::seconds(1),
-            _ => now,
-        })
+        Ok(clock_for(
+            self.latest_event_time()?,
+            chrono::Utc::now().naive_utc(),
+        ))
     }
 
     /// Scores accounts as of a time (measure, then score): the engine's one entry point.
@@ -196,5 +210,28 @@ pub trait StoreSession: Send {
                 (a.account_id, d)
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap()
+    }
+
+    /// Regression: live events (minutes old) put the clock just after the newest event, while
+    /// the re-scorer's first pass, on an empty store, had used now: tier changes went back in
+    /// time.
+    #[test]
+    fn live_data_is_scored_as_of_now_and_old_histories_as_of_their_end() {
+        let now = t("2026-11-24 12:00:00");
+        assert_eq!(clock_for(None, now), now);
+        assert_eq!(clock_for(Some(t("2026-11-24 11:40:00")), now), now);
+        assert_eq!(
+            clock_for(Some(t("2026-10-31 18:59:59")), now),
+            t("2026-10-31 19:00:00")
+        );
     }
 }
