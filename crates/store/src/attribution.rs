@@ -28,7 +28,9 @@ pub struct IdentityRelations {
 }
 
 impl IdentityRelations {
-    /// The views over all identity tables.
+    /// The views over all identity tables (what the `event_attribution` view reads; scoring
+    /// reads snapshots of them).
+    #[cfg(test)]
     pub fn all(with_company: bool) -> Self {
         IdentityRelations {
             person_ids: "person_ids".into(),

@@ -20,6 +20,7 @@ pub mod error;
 mod few;
 mod identity_batch;
 mod identity_write;
+mod rollup;
 pub mod schema;
 pub mod scores;
 pub mod scoring;

@@ -9,6 +9,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "scores", V2),
     (3, "identity watermark", V3),
     (4, "attribution without ASOF for grouped events", V4),
+    (5, "daily rollups registry", V5),
 ];
 
 const V1: &str = r#"
@@ -216,4 +217,14 @@ SELECT p.*, coalesce(wc.company_id, pc.company_id) AS company_id
 FROM placed p
 LEFT JOIN workspace_companies wc ON wc.workspace_id = p.workspace_id
 LEFT JOIN person_companies pc ON pc.person = p.person;
+"#;
+
+/// Daily rollups (see `rollup.rs`): one table per model definition, named by a hash of its
+/// partial aggregates, registered here with the last event (`seq`) it covers.
+const V5: &str = r#"
+CREATE TABLE rollups (
+    name        VARCHAR PRIMARY KEY,
+    through_seq BIGINT NOT NULL,
+    extended_at TIMESTAMP NOT NULL
+);
 "#;

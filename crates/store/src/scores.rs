@@ -51,11 +51,14 @@ pub(crate) fn level_str(level: Level) -> &'static str {
     }
 }
 
+/// Stages `scores` in `temp.new_scores`; the explanations (serialized, the costly part) only
+/// `with_details` (history keeps none).
 fn stage(
     conn: &Connection,
     model: &Model,
     as_of: NaiveDateTime,
     scores: &[(String, ScoreDetails)],
+    with_details: bool,
 ) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE OR REPLACE TEMP TABLE new_scores (level VARCHAR, account_id VARCHAR, model_name VARCHAR, model_version INTEGER,
@@ -73,7 +76,11 @@ fn stage(
             d.score,
             d.tier,
             d.pqa,
-            serde_json::to_string(d)?
+            if with_details {
+                Some(serde_json::to_string(d)?)
+            } else {
+                None
+            }
         ])?;
     }
     app.flush()?;
@@ -105,7 +112,7 @@ pub fn save_current(
     as_of: NaiveDateTime,
     scores: &[(String, ScoreDetails)],
 ) -> Result<Vec<TierChange>, StoreError> {
-    stage(conn, model, as_of, scores)?;
+    stage(conn, model, as_of, scores, true)?;
     in_transaction(conn, || {
         let mut stmt = conn.prepare_cached(
             "INSERT INTO tier_changes
@@ -167,7 +174,13 @@ pub fn save_history(
     day: NaiveDate,
     scores: &[(String, ScoreDetails)],
 ) -> Result<(), StoreError> {
-    stage(conn, model, day.and_time(chrono::NaiveTime::MIN), scores)?;
+    stage(
+        conn,
+        model,
+        day.and_time(chrono::NaiveTime::MIN),
+        scores,
+        false,
+    )?;
     in_transaction(conn, || {
         conn.execute_batch(
             "INSERT OR REPLACE INTO score_history

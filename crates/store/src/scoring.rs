@@ -119,11 +119,11 @@ pub(crate) fn tier_sql(core: &[String], advanced: &[String], enterprise: &[Strin
 /// account. Distinct people become "did this person do it" flags counted at the account level,
 /// distinct features a bit mask OR-ed together: cheap aggregates instead of DuckDB's DISTINCT
 /// machinery (about twice as fast at 10M events, same values).
-struct TwoLevel {
+pub(crate) struct TwoLevel {
     /// Per-person aggregates, each with its column name.
-    person: Vec<(String, String)>,
+    pub person: Vec<(String, String)>,
     /// The account-level expression over those columns.
-    account: String,
+    pub account: String,
 }
 
 /// Distinct values of a feature list: a bit mask when it fits in 62 bits, else a list.
@@ -157,7 +157,7 @@ fn breadth(name: &str, cond: &str, features: &[String]) -> (Vec<(String, String)
 }
 
 /// The two-level aggregation of signal `i`, or None for traits and recency.
-fn two_level(i: usize, kind: &SignalKind, as_of: &str) -> Option<TwoLevel> {
+pub(crate) fn two_level(i: usize, kind: &SignalKind, as_of: &str) -> Option<TwoLevel> {
     let col = |k: &str| format!("s{i}_{k}");
     let flag = |k: &str, cond: &str| (col(k), format!("bool_or({cond})"));
     let count = |k: &str, cond: &str| (col(k), format!("count(*) FILTER (WHERE {cond})"));
@@ -321,6 +321,19 @@ pub fn measure(
     as_of: NaiveDateTime,
     accounts: Option<&[String]>,
 ) -> Result<Vec<AccountSignals>, StoreError> {
+    measure_with(conn, model, as_of, accounts, true)
+}
+
+/// [`measure`], choosing whether scoring every account as of a midnight may use (and create
+/// or extend) the daily rollup; without it every signal reads raw events (the reference the
+/// rollup is tested against).
+pub fn measure_with(
+    conn: &Connection,
+    model: &Model,
+    as_of: NaiveDateTime,
+    accounts: Option<&[String]>,
+    use_rollup: bool,
+) -> Result<Vec<AccountSignals>, StoreError> {
     let at = timestamp_literal(as_of);
     let acct = account_column(model.level);
     let window = max_window(model).max(1);
@@ -351,11 +364,19 @@ pub fn measure(
         // longest window, plus the identify / group calls that declare traits); then one
         // aggregate query for the numeric signals.
         None => {
-            let identity = IdentityRelations::all(model.level == Level::Company);
-            let attributed = format!(
-                "({}) AS attributed WHERE timestamp < {at} AND {acct} IS NOT NULL",
-                attribution_with("events", &identity)
-            );
+            // The identity views (aliases and memberships joined, companies grouped) are read
+            // by each of the three attributions below: computed once into small tables.
+            let started = std::time::Instant::now();
+            let identity = snapshot_identity(conn, model.level == Level::Company)?;
+            debug_elapsed(started, "identity snapshot");
+            // Each attribution reads only the events it needs: the scan's filters (time,
+            // call type) are applied before the identity joins, not after.
+            let attributed = |events: &str| {
+                format!(
+                    "({}) AS attributed WHERE {acct} IS NOT NULL",
+                    attribution_with(&format!("({events})"), &identity)
+                )
+            };
             // Recency: an event that carries its group is placed by its ids alone (at workspace
             // level by the group alone), so those are first reduced to their latest time per
             // group (and user and anonymous id, for companies); events without a group are
@@ -389,22 +410,48 @@ pub fn measure(
             // The numeric signals stream over the attributed events of the longest window
             // (materializing them first would cost as much again); traits read the identify /
             // group calls, kept in a small table.
+            // As of a midnight the numeric signals read the daily rollup (created or
+            // extended here when enough events arrived), plus the events it does not cover.
+            let rollup = if use_rollup && crate::rollup::is_midnight(as_of) {
+                crate::rollup::current(conn, model)?
+            } else {
+                None
+            };
             let started = std::time::Instant::now();
-            numeric_sql(
+            if let Some(rollup) = rollup {
+                crate::rollup::numeric_sql(
+                    conn,
+                    model,
+                    as_of,
+                    window,
+                    &rollup,
+                    &identity,
+                    &mut values,
+                )?;
+            } else {
+                numeric_sql(
                 conn,
                 model,
                 &at,
                 window,
                 &format!(
-                    "(SELECT {columns} FROM {attributed} AND timestamp >= {at} - INTERVAL {window} DAY) AS window_events"
+                    "(SELECT {columns} FROM {}) AS window_events",
+                    attributed(&format!(
+                        "SELECT * FROM events WHERE timestamp >= {at} - INTERVAL {window} DAY AND timestamp < {at}"
+                    ))
                 ),
                 &mut values,
             )?;
+            }
             debug_elapsed(started, "numeric signals");
+            let started = std::time::Instant::now();
             conn.execute_batch(&format!(
-                "CREATE OR REPLACE TEMP TABLE scoring_events AS
-                 SELECT {columns} FROM {attributed} AND type IN ('identify', 'group')"
+                "CREATE OR REPLACE TEMP TABLE scoring_events AS SELECT {columns} FROM {}",
+                attributed(&format!(
+                    "SELECT * FROM events WHERE type IN ('identify', 'group') AND timestamp < {at}"
+                ))
             ))?;
+            debug_elapsed(started, "trait calls");
         }
     }
     let started = std::time::Instant::now();
@@ -419,6 +466,35 @@ pub fn measure(
             })
         })
         .collect())
+}
+
+/// Copies of the identity views into temporary tables, for one scoring pass that reads them
+/// several times (they are small: one row per alias, membership and company person).
+fn snapshot_identity(
+    conn: &Connection,
+    with_company: bool,
+) -> Result<IdentityRelations, StoreError> {
+    let mut sql = String::from(
+        "CREATE OR REPLACE TEMP TABLE scoring_person_ids AS SELECT * FROM person_ids;
+         CREATE OR REPLACE TEMP TABLE scoring_person_memberships AS SELECT * FROM person_memberships;",
+    );
+    if with_company {
+        sql.push_str(
+            "CREATE OR REPLACE TEMP TABLE scoring_workspace_companies AS SELECT * FROM workspace_companies;
+             CREATE OR REPLACE TEMP TABLE scoring_person_companies AS SELECT * FROM person_companies;",
+        );
+    }
+    conn.execute_batch(&sql)?;
+    Ok(IdentityRelations {
+        person_ids: "temp.scoring_person_ids".into(),
+        person_memberships: "temp.scoring_person_memberships".into(),
+        companies: with_company.then(|| {
+            (
+                "temp.scoring_workspace_companies".into(),
+                "temp.scoring_person_companies".into(),
+            )
+        }),
+    })
 }
 
 pub(crate) fn debug_elapsed(started: std::time::Instant, step: &str) {
@@ -487,19 +563,33 @@ fn numeric_sql(
         .map(|(_, t)| format!("CAST({} AS DOUBLE)", t.account))
         .collect::<Vec<_>>()
         .join(",\n       ");
-    let mut stmt = conn.prepare(&format!(
+    let sql = format!(
         "WITH per_person AS (
             SELECT account_id, person,
               {per_person}
             FROM {source} WHERE timestamp >= {at} - INTERVAL {window} DAY GROUP BY account_id, person
         )
         SELECT account_id,\n       {cols}\nFROM per_person GROUP BY account_id"
-    ))?;
+    );
+    tracing::trace!(%sql, "numeric signals");
+    let indices: Vec<usize> = numeric.iter().map(|(i, _)| *i).collect();
+    fill_numeric(conn, &sql, &indices, values)
+}
+
+/// Runs `sql` (account id, then one DOUBLE per numeric signal in `indices` order) and stores
+/// the values of the accounts already in `values`.
+pub(crate) fn fill_numeric(
+    conn: &Connection,
+    sql: &str,
+    indices: &[usize],
+    values: &mut HashMap<String, Vec<SignalValue>>,
+) -> Result<(), StoreError> {
+    let mut stmt = conn.prepare(sql)?;
     let mut q = stmt.query([])?;
     while let Some(r) = q.next()? {
         let id: String = r.get(0)?;
         if let Some(row) = values.get_mut(&id) {
-            for (col, (i, _)) in numeric.iter().enumerate() {
+            for (col, i) in indices.iter().enumerate() {
                 let v: Option<f64> = r.get(col + 1)?;
                 row[*i] = SignalValue::Number(v.unwrap_or(0.0));
             }

@@ -185,7 +185,10 @@ pub fn run_score(
         check_tier(model, t)?;
         scores.retain(|(_, d)| &d.tier == t);
     }
-    print_scores(&scores, args.list.format, args.list.limit, model, as_of)
+    let started = std::time::Instant::now();
+    print_scores(&scores, args.list.format, args.list.limit, model, as_of)?;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "printed");
+    Ok(())
 }
 
 fn check_tier(model: &Model, tier: &str) -> anyhow::Result<()> {

@@ -162,7 +162,7 @@ fn scores_history_and_tier_changes_are_kept() {
 #[test]
 fn rescoring_one_account_resolves_people_who_are_not_members() {
     let mut store = memory_store();
-    let mut group_identify = |msg: &str, who: serde_json::Value| {
+    let group_identify = |msg: &str, who: serde_json::Value| {
         let mut body = json!({"type":"group","groupId":"ws-9","messageId":msg,
             "timestamp":"2026-02-20T10:00:00Z","traits":{"company_size":"51-200"}});
         if let (Some(b), Some(w)) = (body.as_object_mut(), who.as_object()) {
