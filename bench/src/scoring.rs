@@ -89,7 +89,9 @@ fn drop_rollups(db: &Path) -> anyhow::Result<u64> {
     for (quoted, _) in &tables {
         conn.execute_batch(&format!("DROP TABLE IF EXISTS {quoted}"))?;
     }
-    conn.execute_batch("DELETE FROM rollups")?;
+    if !tables.is_empty() {
+        conn.execute_batch("DELETE FROM rollups")?;
+    }
     Ok(tables.iter().map(|t| t.1).sum())
 }
 

@@ -111,6 +111,7 @@ pub(crate) fn select_list(model: &Model, acct: &str) -> String {
 /// Runs `sql` (selecting [`select_list`]) and collects its rows.
 pub(crate) fn fetch(conn: &Connection, model: &Model, sql: &str) -> Result<Vec<Row>, StoreError> {
     let (marked, traits) = marked_and_traits(model);
+    tracing::trace!(%sql, "few: candidate rows");
     let mut stmt = conn.prepare(sql)?;
     let mut q = stmt.query([])?;
     let mut rows = Vec::new();

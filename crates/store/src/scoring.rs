@@ -387,9 +387,32 @@ pub fn measure_with(
                 }
                 Level::Company => "group_id, user_id, anonymous_id",
             };
+            // As of a midnight the signals read the daily rollup (created or extended here
+            // when enough events arrived), plus the events it does not cover.
+            let rollup = if use_rollup && crate::rollup::is_midnight(as_of) {
+                crate::rollup::current(conn, model)?
+            } else {
+                None
+            };
+            let grouped_latest = match &rollup {
+                // The rollup's grouped events (its days before as-of are all before as-of),
+                // and the grouped events that arrived after it.
+                Some(r) => format!(
+                    "SELECT {grouped_by}, max(last_ts) AS timestamp FROM {table}
+                     WHERE day < CAST({at} AS DATE) GROUP BY ALL
+                     UNION ALL
+                     SELECT {grouped_by}, max(timestamp) AS timestamp FROM events
+                     WHERE group_id IS NOT NULL AND seq > {through} AND timestamp < {at} GROUP BY ALL",
+                    table = r.table,
+                    through = r.through_seq
+                ),
+                None => format!(
+                    "SELECT {grouped_by}, max(timestamp) AS timestamp FROM events
+                     WHERE group_id IS NOT NULL AND timestamp < {at} GROUP BY ALL"
+                ),
+            };
             let latest = format!(
-                "(SELECT {grouped_by}, max(timestamp) AS timestamp FROM events
-                  WHERE group_id IS NOT NULL AND timestamp < {at} GROUP BY ALL
+                "({grouped_latest}
                   UNION ALL
                   SELECT group_id, user_id, anonymous_id, timestamp FROM events
                   WHERE group_id IS NULL AND timestamp < {at})"
@@ -408,17 +431,11 @@ pub fn measure_with(
             )?;
             debug_elapsed(started, "accounts and recency");
             // The numeric signals stream over the attributed events of the longest window
-            // (materializing them first would cost as much again); traits read the identify /
-            // group calls, kept in a small table.
-            // As of a midnight the numeric signals read the daily rollup (created or
-            // extended here when enough events arrived), plus the events it does not cover.
-            let rollup = if use_rollup && crate::rollup::is_midnight(as_of) {
-                crate::rollup::current(conn, model)?
-            } else {
-                None
-            };
+            // (materializing them first would cost as much again), or the rollup's days and
+            // the events it does not cover; traits read the identify / group calls, kept in a
+            // small table.
             let started = std::time::Instant::now();
-            if let Some(rollup) = rollup {
+            if let Some(rollup) = &rollup {
                 crate::rollup::numeric_sql(
                     conn,
                     model,
