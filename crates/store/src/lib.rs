@@ -203,15 +203,37 @@ pub trait StoreSession: Send {
         as_of: NaiveDateTime,
         accounts: Option<&[String]>,
     ) -> Result<Vec<(String, ScoreDetails)>, StoreError> {
-        Ok(self
-            .measure(model, as_of, accounts)?
-            .into_iter()
-            .map(|a| {
-                let d = upmarket_core::model::score(model, &a.values);
-                (a.account_id, d)
-            })
-            .collect())
+        Ok(score_measured(model, self.measure(model, as_of, accounts)?))
     }
+}
+
+/// Scores measured accounts, in order; many accounts are split over the cores (writing the
+/// explanations is most of the cost: ~7 µs an account, 160 ms for 23k accounts on one core).
+pub fn score_measured(model: &Model, measured: Vec<AccountSignals>) -> Vec<(String, ScoreDetails)> {
+    let one = |a: &AccountSignals| {
+        (
+            a.account_id.clone(),
+            upmarket_core::model::score(model, &a.values),
+        )
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || measured.len() < 2_000 {
+        return measured.iter().map(one).collect();
+    }
+    let chunk = measured.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = measured
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| {
+                part.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
 }
 
 #[cfg(test)]

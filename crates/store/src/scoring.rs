@@ -474,6 +474,16 @@ pub fn measure_with(
     let started = std::time::Instant::now();
     traits_sql(conn, model, &mut values)?;
     debug_elapsed(started, "traits");
+    // The pass's temporary tables are not needed after it (a connection keeps them otherwise).
+    let started = std::time::Instant::now();
+    conn.execute_batch(
+        "DROP TABLE IF EXISTS temp.scoring_events;
+         DROP TABLE IF EXISTS temp.scoring_person_ids;
+         DROP TABLE IF EXISTS temp.scoring_person_memberships;
+         DROP TABLE IF EXISTS temp.scoring_workspace_companies;
+         DROP TABLE IF EXISTS temp.scoring_person_companies;",
+    )?;
+    debug_elapsed(started, "temporary tables dropped");
     Ok(order
         .into_iter()
         .filter_map(|id| {
