@@ -83,6 +83,7 @@ pub fn run(
             continue;
         }
         next = now + interval;
+        let pass = Instant::now();
         match rescore_touched(session.as_ref(), &model, watermark, &mut clock) {
             Ok((n, newest)) => {
                 if n > 0 {
@@ -92,5 +93,13 @@ pub fn run(
             }
             Err(e) => tracing::error!(error = %e, "re-scoring failed"),
         }
+        // Under a heavy stream (a backfill over HTTP) every pass finds many touched accounts
+        // and takes longer: waiting at least three times a pass's length keeps the re-scorer
+        // to a quarter of a core, so it cannot starve the writer (on 2 cores it had taken a
+        // third of the machine during a bulk load). Scores then lag by a few passes' length.
+        next = next.max(Instant::now() + pass.elapsed() * DUTY_WAIT);
     }
 }
+
+/// After a pass, the re-scorer waits at least this many times the pass's length.
+pub const DUTY_WAIT: u32 = 3;
