@@ -308,6 +308,7 @@ fn extend(
     if exists {
         conn.execute_batch(&format!("INSERT INTO {} {rows}", old.table))?;
     } else {
+        drop_stale(conn)?;
         conn.execute_batch(&format!("CREATE OR REPLACE TABLE {} AS {rows}", old.table))?;
     }
     conn.execute(
@@ -319,6 +320,37 @@ fn extend(
         table: old.table.clone(),
         through_seq: newest,
     })
+}
+
+/// Rollups not extended for this many days are dropped when another is created (a changed
+/// model leaves its old definition's rollup behind; one still in use is rebuilt when next
+/// needed).
+pub const STALE_AFTER_DAYS: u32 = 30;
+
+/// Drops the rollups not extended for [`STALE_AFTER_DAYS`].
+fn drop_stale(conn: &Connection) -> Result<(), StoreError> {
+    // The cutoff is computed here: interval arithmetic on DuckDB's current_timestamp (WITH
+    // TIME ZONE) needs the ICU extension, which this build does not load.
+    let cutoff = crate::scoring::timestamp_literal(
+        chrono::Utc::now().naive_utc() - chrono::Duration::days(STALE_AFTER_DAYS.into()),
+    );
+    let stale: Vec<String> = conn
+        .prepare(&format!(
+            "SELECT name FROM rollups WHERE extended_at < {cutoff}"
+        ))?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for name in &stale {
+        conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS {}",
+            crate::sql::quote_ident(name)
+        ))?;
+    }
+    conn.execute_batch(&format!("DELETE FROM rollups WHERE extended_at < {cutoff}"))?;
+    if !stale.is_empty() {
+        tracing::info!(dropped = ?stale, "stale daily rollups dropped");
+    }
+    Ok(())
 }
 
 /// The numeric signals of every account as of `as_of` (a midnight), from the rollup's days in

@@ -286,3 +286,68 @@ fn sales_tier_accounts_hand_raise_far_more_than_self_serve() {
         rate("self_serve")
     );
 }
+
+/// A changed model gets a new rollup; creating it drops rollups not extended for a month (the
+/// old definition's), and leaves the rest.
+#[test]
+fn a_new_rollup_drops_the_ones_left_unused_for_a_month() {
+    use upmarket_store::scoring::measure_with;
+    let mut store = memory_store();
+    store
+        .append(&[crate::ev(serde_json::json!({
+            "type": "track", "event": "Report Created", "userId": "u1", "messageId": "m1",
+            "timestamp": "2026-03-01T10:00:00Z", "context": { "groupId": "ws-1" },
+        }))])
+        .unwrap();
+    store.flush().unwrap();
+    let conn = store.sql_connection().unwrap();
+    let at = chrono::NaiveDate::from_ymd_opt(2026, 3, 5)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap();
+    let text = default_model_text();
+    let old = Model::from_toml(&text, "old").unwrap();
+    let changed = Model::from_toml(
+        &text.replace("\"Chart Shared\"]", "\"Chart Shared\", \"Chart Exported\"]"),
+        "changed",
+    )
+    .unwrap();
+    let rollups = |conn: &duckdb::Connection| -> Vec<String> {
+        conn.prepare("SELECT name FROM rollups ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let tables = |conn: &duckdb::Connection| -> i64 {
+        conn.query_row(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE 'rollup\\_%' ESCAPE '\\'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    let before = measure_with(&conn, &old, at, None, true).unwrap();
+    let first = rollups(&conn);
+    assert_eq!(first.len(), 1);
+    let long_ago = chrono::Utc::now().naive_utc() - chrono::Duration::days(40);
+    conn.execute_batch(&format!(
+        "UPDATE rollups SET extended_at = {}",
+        upmarket_store::scoring::timestamp_literal(long_ago)
+    ))
+    .unwrap();
+    measure_with(&conn, &changed, at, None, true).unwrap();
+    let second = rollups(&conn);
+    assert_eq!(
+        second.len(),
+        1,
+        "the month-old rollup is dropped: {second:?}"
+    );
+    assert_ne!(first, second);
+    assert_eq!(tables(&conn), 1);
+    // The old model still scores the same (its rollup is rebuilt), and a recent rollup stays.
+    assert_eq!(measure_with(&conn, &old, at, None, true).unwrap(), before);
+    assert_eq!(rollups(&conn).len(), 2);
+    assert_eq!(tables(&conn), 2);
+}
