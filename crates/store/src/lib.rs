@@ -203,7 +203,15 @@ pub trait StoreSession: Send {
         as_of: NaiveDateTime,
         accounts: Option<&[String]>,
     ) -> Result<Vec<(String, ScoreDetails)>, StoreError> {
-        Ok(score_measured(model, self.measure(model, as_of, accounts)?))
+        let measured = self.measure(model, as_of, accounts)?;
+        let started = std::time::Instant::now();
+        let scores = score_measured(model, measured);
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            accounts = scores.len(),
+            "scores and explanations"
+        );
+        Ok(scores)
     }
 }
 

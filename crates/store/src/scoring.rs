@@ -538,6 +538,7 @@ fn accounts_and_recency(
     values: &mut HashMap<String, Vec<SignalValue>>,
     order: &mut Vec<String>,
 ) -> Result<(), StoreError> {
+    tracing::trace!(%sql, "accounts and recency");
     let mut stmt = conn.prepare(&format!("{sql} ORDER BY 1"))?;
     let mut q = stmt.query([])?;
     while let Some(r) = q.next()? {

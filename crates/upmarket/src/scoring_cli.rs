@@ -188,6 +188,9 @@ pub fn run_score(
     let started = std::time::Instant::now();
     print_scores(&scores, args.list.format, args.list.limit, model, as_of)?;
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "printed");
+    // The command ends here and the process with it: freeing every explanation one by one
+    // (allocated on the scoring threads) took ~90 ms for 23k accounts; the OS reclaims it.
+    std::mem::forget(scores);
     Ok(())
 }
 
