@@ -1,6 +1,7 @@
 //! Daily rollups: the numeric signals' per-day partial aggregates (and the day's last event, for
-//! recency), kept per (day, group, user id, anonymous id), so that scoring every account reads a few rows per person-day instead of every
-//! event of the window (4–5× fewer rows at 10M simulated events).
+//! recency), kept per (day, group, user id, anonymous id), so that scoring every account reads a
+//! few rows per person-day instead of every event of the window (4–5× fewer rows at 10M
+//! simulated events).
 //!
 //! Exactness rules, which make a score from the rollup equal the score from raw events:
 //! - Only scoring as of a midnight uses the rollup (daily history, `--as-of DATE`, backtests):
@@ -31,7 +32,7 @@ use crate::scoring::{
 };
 use crate::StoreError;
 
-/// Extend a rollup when at least this many events arrived after it (or a day ended).
+/// Extend a rollup when at least this many events arrived after it.
 pub const EXTEND_AFTER_EVENTS: i64 = 100_000;
 
 /// One per-person column of a signal: its per-day partial aggregate (over events) and how the
@@ -190,24 +191,24 @@ pub(crate) fn model_day_columns(model: &Model) -> Vec<(usize, Vec<DayColumn>)> {
         .collect()
 }
 
-/// `partial AS name` for every partial column, comma-separated (with a leading comma), or "".
-pub(crate) fn partial_select(columns: &[(usize, Vec<DayColumn>)]) -> String {
+/// Every partial column (name, aggregate), formatted by `item` and concatenated.
+fn partials(columns: &[(usize, Vec<DayColumn>)], item: impl Fn(&str, &str) -> String) -> String {
     columns
         .iter()
         .flat_map(|(_, cols)| cols.iter())
         .filter_map(|c| c.partial.as_ref())
-        .map(|(name, agg)| format!(",\n       {agg} AS {name}"))
+        .map(|(name, agg)| item(name, agg))
         .collect()
+}
+
+/// `partial AS name` for every partial column, comma-separated (with a leading comma), or "".
+pub(crate) fn partial_select(columns: &[(usize, Vec<DayColumn>)]) -> String {
+    partials(columns, |name, agg| format!(",\n       {agg} AS {name}"))
 }
 
 /// The names of the partial columns, comma-separated (with a leading comma), or "".
 pub(crate) fn partial_names(columns: &[(usize, Vec<DayColumn>)]) -> String {
-    columns
-        .iter()
-        .flat_map(|(_, cols)| cols.iter())
-        .filter_map(|c| c.partial.as_ref())
-        .map(|(name, _)| format!(", {name}"))
-        .collect()
+    partials(columns, |name, _| format!(", {name}"))
 }
 
 /// Events with the `path` column the selectors read.

@@ -359,10 +359,9 @@ pub fn measure_with(
     match accounts {
         Some([]) => return Ok(Vec::new()),
         Some(list) => return crate::few::measure_few(conn, model, as_of, list),
-        // Every account: two passes over the attributed events before as-of, one for every
-        // account's last event (recency), one keeping only the events the signals read (the
-        // longest window, plus the identify / group calls that declare traits); then one
-        // aggregate query for the numeric signals.
+        // Every account: one query for every account's last event (recency), one aggregate
+        // query for the numeric signals (over the longest window's events, or the daily rollup
+        // and the events it does not cover), and the identify / group calls for traits.
         None => {
             // The identity views (aliases and memberships joined, companies grouped) are read
             // by each of the three attributions below: computed once into small tables.
@@ -441,7 +440,7 @@ pub fn measure_with(
                     model,
                     as_of,
                     window,
-                    &rollup,
+                    rollup,
                     &identity,
                     &mut values,
                 )?;
