@@ -4,9 +4,9 @@
 //! simulated events).
 //!
 //! Exactness rules, which make a score from the rollup equal the score from raw events:
-//! - Only scoring as of a midnight uses the rollup (`upmarket score --as-of DATE`, `--history-days` backfills, backtests):
-//!   then every window `timestamp >= as_of - N days` is a whole number of days. Scoring as of
-//!   any other moment reads raw events.
+//! - Only scoring as of a midnight uses the rollup (`upmarket score --as-of DATE`,
+//!   `--history-days` backfills, backtests): then every window `timestamp >= as_of - N days` is
+//!   a whole number of days. Scoring as of any other moment reads raw events.
 //! - Only events that carry their group are rolled up: the others are placed by the membership
 //!   the person had at the event's exact time, so they are always read raw.
 //! - A rollup covers exactly the grouped events with `seq <= through_seq` (`seq` numbers events
