@@ -513,6 +513,10 @@ impl StoreSession for DuckDbSession {
         crate::scores::tier_changes(&self.conn, model, limit)
     }
 
+    fn prepare_rollup(&self, model: &Model) -> Result<(), StoreError> {
+        crate::rollup::current(&self.conn, model).map(|_| ())
+    }
+
     fn latest_event_time(&self) -> Result<Option<NaiveDateTime>, StoreError> {
         Ok(self
             .conn

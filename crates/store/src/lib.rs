@@ -186,6 +186,10 @@ pub trait StoreSession: Send {
     /// The newest event time stored, if any.
     fn latest_event_time(&self) -> Result<Option<NaiveDateTime>, StoreError>;
 
+    /// Creates or extends the model's daily rollup now, as scoring every account as of a
+    /// midnight would (after a bulk import, so that the first such scoring does not pay for it).
+    fn prepare_rollup(&self, model: &Model) -> Result<(), StoreError>;
+
     /// The clock scores are computed at: now, or just after the newest event when the data
     /// ended more than [`STALE_DATA_AFTER_HOURS`] ago (an imported history, the demo), so that
     /// such data is scored as of its own last day rather than as long-idle.

@@ -204,7 +204,18 @@ pub fn run(
     config: &Config,
     args: &ImportArgs,
 ) -> anyhow::Result<ImportSummary> {
-    import_with_format(store, config, &args.files, args.format, args.batch_size)
+    let summary = import_with_format(store, config, &args.files, args.format, args.batch_size)?;
+    if summary.stored > 0 {
+        // Scoring as of a day reads the model's daily rollup; building it here, where bulk
+        // data arrives, spares the first `upmarket score --as-of` that cost.
+        let started = std::time::Instant::now();
+        store.reader()?.prepare_rollup(&config.model)?;
+        tracing::info!(
+            ms = started.elapsed().as_millis() as u64,
+            "daily rollup up to date"
+        );
+    }
+    Ok(summary)
 }
 
 /// Imports files of any supported format (decided by extension).

@@ -77,6 +77,14 @@ fn ndjson_and_csv_import_with_dedup_and_reasons() {
         )
         .unwrap();
     assert_eq!(plan, "pro");
+    // The import left the model's daily rollup built (grouped events only: none here, so it
+    // covers the events by seq and holds no rows).
+    let (rollups, through): (i64, i64) = conn
+        .query_row("SELECT count(*), max(through_seq) FROM rollups", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((rollups, through), (1, 4));
 }
 
 #[test]
