@@ -312,7 +312,7 @@ impl Store for DuckDbStore {
         let mut statuses = vec![AppendStatus::Duplicate; events.len()];
         // Within the batch, the first copy of a messageId is the one stored; retries of
         // recently committed events are answered from memory.
-        let mut seen = KeySet::with_capacity_and_hasher(events.len(), Default::default());
+        let mut seen = KeySet::with_capacity(events.len());
         let unique: Vec<Keyed> = events
             .iter()
             .enumerate()
