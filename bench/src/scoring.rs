@@ -263,12 +263,12 @@ pub fn run(b: &ScoringBench) -> anyhow::Result<()> {
         "--limit".into(),
         "0".into(),
     ];
-    // The first run after an import creates the daily rollup (later runs extend it only when
-    // 100k events arrived): timed on its own, from no rollup, and reported as such.
+    // A scoring with no daily rollup yet creates it (`upmarket import` builds it at its end;
+    // later runs extend it only when 100k events arrived): timed on its own, from no rollup.
     let rollup_rows = drop_rollups(&db)?;
     let first = timed(b.upmarket, &score_args)?;
     println!(
-        "| scoring (first run: creates the daily rollup) | {events} events | upmarket score {:.2} s, peak {} MiB | rollup {} rows (dropped {rollup_rows} before) |",
+        "| scoring with no rollup yet (creates it) | {events} events | upmarket score {:.2} s, peak {} MiB | rollup {} rows (dropped {rollup_rows} before) |",
         first.secs,
         first.peak_mib,
         rollup_size(&db)?

@@ -1,6 +1,6 @@
 //! The embedded backend: one DuckDB file in the data directory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use upmarket_core::{Event, FreeMailDomains};
 use crate::identity_batch::IdentityBatch;
 use crate::identity_write::{applied_through, facts_after, set_applied_through, write_identity};
 use crate::schema::MIGRATIONS;
-use crate::write_cache::{KeySet, WriteCache};
+use crate::write_cache::WriteCache;
 use crate::{
     AccountSignals, AppendStatus, Attribution, HistoryPoint, Store, StoreError, StoreSession,
     StoreStats, StoredScore, TierChange,
@@ -242,20 +242,20 @@ impl DuckDbStore {
 
     /// The fast path: append straight into `events`. Fails (and the caller rolls back) if any
     /// event is already stored: the primary key refuses the whole append.
-    fn insert_new(&self, events: &[Keyed]) -> Result<KeySet, StoreError> {
+    fn insert_new(&self, events: &[Keyed]) -> Result<HashSet<i128>, StoreError> {
         self.append_rows("events", None, events, self.next_seq)?;
         Ok(events.iter().map(|(_, _, key)| *key).collect())
     }
 
     /// The slow path, for batches holding events stored before: stage, then
     /// `INSERT OR IGNORE`, which returns the keys actually inserted.
-    fn insert_or_ignore(&self, events: &[Keyed]) -> Result<KeySet, StoreError> {
+    fn insert_or_ignore(&self, events: &[Keyed]) -> Result<HashSet<i128>, StoreError> {
         run(&self.conn, "DELETE FROM temp.staging_events")?;
         self.append_rows("staging_events", Some("temp"), events, self.next_seq)?;
         let mut stmt = self.conn.prepare_cached(INSERT_EVENTS)?;
         let inserted = stmt
             .query_map([], |row| row.get::<_, i128>(0))?
-            .collect::<Result<KeySet, _>>()?;
+            .collect::<Result<HashSet<_>, _>>()?;
         Ok(inserted)
     }
 
@@ -265,10 +265,10 @@ impl DuckDbStore {
     fn transact(
         &mut self,
         events: &[Keyed],
-        insert: fn(&Self, &[Keyed]) -> Result<KeySet, StoreError>,
-    ) -> Result<KeySet, StoreError> {
+        insert: fn(&Self, &[Keyed]) -> Result<HashSet<i128>, StoreError>,
+    ) -> Result<HashSet<i128>, StoreError> {
         run(&self.conn, "BEGIN TRANSACTION")?;
-        let result = (|| -> Result<KeySet, StoreError> {
+        let result = (|| -> Result<HashSet<i128>, StoreError> {
             let t0 = Instant::now();
             let inserted = insert(self, events)?;
             let t1 = Instant::now();
@@ -312,7 +312,7 @@ impl Store for DuckDbStore {
         let mut statuses = vec![AppendStatus::Duplicate; events.len()];
         // Within the batch, the first copy of a messageId is the one stored; retries of
         // recently committed events are answered from memory.
-        let mut seen = KeySet::with_capacity(events.len());
+        let mut seen = HashSet::with_capacity(events.len());
         let unique: Vec<Keyed> = events
             .iter()
             .enumerate()

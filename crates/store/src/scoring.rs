@@ -445,19 +445,11 @@ pub fn measure_with(
                     &mut values,
                 )?;
             } else {
-                numeric_sql(
-                conn,
-                model,
-                &at,
-                window,
-                &format!(
-                    "(SELECT {columns} FROM {}) AS window_events",
-                    attributed(&format!(
-                        "SELECT * FROM events WHERE timestamp >= {at} - INTERVAL {window} DAY AND timestamp < {at}"
-                    ))
-                ),
-                &mut values,
-            )?;
+                let window_events = attributed(&format!(
+                    "SELECT * FROM events WHERE timestamp >= {at} - INTERVAL {window} DAY AND timestamp < {at}"
+                ));
+                let source = format!("(SELECT {columns} FROM {window_events}) AS window_events");
+                numeric_sql(conn, model, &at, window, &source, &mut values)?;
             }
             debug_elapsed(started, "numeric signals");
             let started = std::time::Instant::now();

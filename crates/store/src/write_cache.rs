@@ -23,15 +23,14 @@ pub const LAST_SEEN_RESOLUTION_SECS: i64 = 3600;
 /// How many committed event keys are remembered for answering retries from memory.
 pub const RECENT_KEYS: usize = 1_000_000;
 
-/// A set of event keys. std's keyed SipHash on purpose: the keys are unkeyed digests of ids the
-/// clients choose (and browser write keys are public), so a fixed fast hash could be made to
-/// collide into one bucket; a digest-bits hasher was tried and gave ~1–2% of the writer's time.
-pub(crate) type KeySet = HashSet<i128>;
-
 /// A bounded set of the most recently committed event keys (oldest forgotten first).
+///
+/// std's keyed SipHash on purpose: the keys are unkeyed digests of ids the clients choose (and
+/// browser write keys are public), so a fixed fast hash could be made to collide into one
+/// bucket; a digest-bits hasher was tried and saved only ~1–2% of the writer's time.
 #[derive(Debug, Default)]
 pub(crate) struct RecentKeys {
-    set: KeySet,
+    set: HashSet<i128>,
     order: VecDeque<i128>,
 }
 

@@ -131,15 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let store = open_store(&config)?;
             tracing::debug!(ms = started.elapsed().as_millis() as u64, "store open");
-            let session = store.reader()?;
-            let result = scoring_cli::run_score(session.as_ref(), &config.model, args);
-            let t = std::time::Instant::now();
-            drop(session);
-            tracing::debug!(ms = t.elapsed().as_millis() as u64, "session closed");
-            let t = std::time::Instant::now();
-            drop(store);
-            tracing::debug!(ms = t.elapsed().as_millis() as u64, "store closed");
-            result
+            scoring_cli::run_score(store.reader()?.as_ref(), &config.model, args)
         }
         Command::Explain(args) => {
             let config = load_config(&cli, None)?;
