@@ -75,6 +75,13 @@ enum Bench {
         #[arg(long)]
         incremental_only: bool,
     },
+    /// Rewrites an upmarket store's events in time order, numbered in that order, as a store
+    /// filled live holds them (`upmarket simulate` writes company by company).
+    LiveOrder {
+        /// The upmarket data directory to rewrite (a copy: this is for benchmarks).
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// DuckDB's `read_json` load of `--events` into a fresh database (used by `ingest-http` and
     /// `import`, in its own process).
     LoadJson {
@@ -330,6 +337,7 @@ fn main() -> anyhow::Result<()> {
             incremental_only: *incremental_only,
             scratch: &cli.scratch,
         }),
+        Bench::LiveOrder { data_dir } => scoring::live_order(data_dir),
         Bench::LoadJson { db } => load_json(&cli.events, db),
         Bench::Sql { db, file, as_of } => scoring::run_sql(
             db,

@@ -514,7 +514,8 @@ impl StoreSession for DuckDbSession {
     }
 
     fn prepare_rollup(&self, model: &Model) -> Result<(), StoreError> {
-        crate::rollup::current(&self.conn, model).map(|_| ())
+        crate::rollup::current(&self.conn, model)?;
+        crate::account_rows::current(&self.conn, model).map(|_| ())
     }
 
     fn latest_event_time(&self) -> Result<Option<NaiveDateTime>, StoreError> {

@@ -19,39 +19,6 @@ use crate::attribution::{attribution_with, IdentityRelations};
 use crate::scoring::{account_column, debug_elapsed, in_list, timestamp_literal};
 use crate::{AccountSignals, StoreError};
 
-/// The per-row expression a signal needs, if any: a BOOLEAN "matches" or, for feature tiers,
-/// the row's tier (0–3, NULL when the row is not a track call).
-pub(crate) fn match_column(kind: &SignalKind) -> Option<String> {
-    use crate::scoring::{event_filter_sql, in_list, selector_sql, tier_sql};
-    Some(match kind {
-        SignalKind::EventCount {
-            select, filters, ..
-        } => {
-            let mut cond = vec![selector_sql(select)];
-            cond.extend(event_filter_sql(filters));
-            cond.join(" AND ")
-        }
-        SignalKind::DistinctUsers { select, .. } => selector_sql(select),
-        SignalKind::Velocity {
-            metric: VelocityMetric::Selected(sel),
-            ..
-        } => selector_sql(sel),
-        SignalKind::FeatureBreadth { features, .. } => {
-            format!("type = 'track' AND event IN ({})", in_list(features))
-        }
-        SignalKind::FeatureTier {
-            core,
-            advanced,
-            enterprise,
-            ..
-        } => format!(
-            "CASE WHEN type = 'track' THEN {} END",
-            tier_sql(core, advanced, enterprise)
-        ),
-        _ => return None,
-    })
-}
-
 /// One candidate event, attributed, with what the signals need of it.
 pub(crate) struct Row {
     /// The account it counts for (None: it counts for no account, or another level's).
@@ -61,6 +28,8 @@ pub(crate) struct Row {
     person: String,
     at: NaiveDateTime,
     event: Option<String>,
+    /// The event's number: a row found twice (two keys with one hash) is counted once.
+    seq: i64,
     /// One value per signal with a match column (bool as 0/1, tier 0–3), NULL as None.
     marks: Vec<Option<i64>>,
     /// One value per trait signal: the trait an identify / group call declared.
@@ -69,47 +38,32 @@ pub(crate) struct Row {
 
 /// The signals with a match column, and the trait signals, in model order.
 fn marked_and_traits(model: &Model) -> (Vec<usize>, Vec<usize>) {
-    let marked = model
-        .signals
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| match_column(&s.kind).is_some())
-        .map(|(i, _)| i)
-        .collect();
-    let traits = model
-        .signals
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| matches!(s.kind, SignalKind::Trait { .. }))
-        .map(|(i, _)| i)
-        .collect();
-    (marked, traits)
+    let (marks, traits) = crate::account_rows::value_columns(model);
+    (
+        marks.into_iter().map(|(i, _)| i).collect(),
+        traits.into_iter().map(|(i, _)| i).collect(),
+    )
 }
 
-/// The SELECT list [`fetch`] expects, over attributed rows whose account column is `acct`:
-/// account_id, user_id, anonymous_id, person, timestamp, event, then m{i} per match column and
-/// t{i} per trait signal.
-pub(crate) fn select_list(model: &Model, acct: &str) -> String {
+/// The SELECT list [`fetch`] expects, over attributed candidate rows (which carry the value
+/// columns, `crate::account_rows::stored_columns`) whose account column is `acct`:
+/// account_id, user_id, anonymous_id, person, timestamp, event, seq, then m{i} per match
+/// column and t{i} per trait signal.
+fn select_list(model: &Model, acct: &str) -> String {
     let (marked, traits) = marked_and_traits(model);
-    let mut cols = format!("{acct} AS account_id, user_id, anonymous_id, person, timestamp, event");
+    let mut cols =
+        format!("{acct} AS account_id, user_id, anonymous_id, person, timestamp, event, seq");
     for i in marked {
-        if let Some(m) = match_column(&model.signals[i].kind) {
-            cols.push_str(&format!(", CAST(({m}) AS BIGINT) AS m{i}"));
-        }
+        cols.push_str(&format!(", CAST(m{i} AS BIGINT) AS m{i}"));
     }
     for i in traits {
-        if let SignalKind::Trait { name } = &model.signals[i].kind {
-            let path = crate::sql::quote_literal(&format!("$.\"{}\"", name.replace('"', "")));
-            cols.push_str(&format!(
-                ", CASE WHEN type IN ('identify', 'group') THEN json_extract_string(traits, {path}) END AS t{i}"
-            ));
-        }
+        cols.push_str(&format!(", t{i}"));
     }
     cols
 }
 
 /// Runs `sql` (selecting [`select_list`]) and collects its rows.
-pub(crate) fn fetch(conn: &Connection, model: &Model, sql: &str) -> Result<Vec<Row>, StoreError> {
+fn fetch(conn: &Connection, model: &Model, sql: &str) -> Result<Vec<Row>, StoreError> {
     let (marked, traits) = marked_and_traits(model);
     tracing::trace!(%sql, "few: candidate rows");
     let mut stmt = conn.prepare(sql)?;
@@ -118,11 +72,11 @@ pub(crate) fn fetch(conn: &Connection, model: &Model, sql: &str) -> Result<Vec<R
     while let Some(r) = q.next()? {
         let mut marks = Vec::with_capacity(marked.len());
         for k in 0..marked.len() {
-            marks.push(r.get::<_, Option<i64>>(6 + k)?);
+            marks.push(r.get::<_, Option<i64>>(7 + k)?);
         }
         let mut values = Vec::with_capacity(traits.len());
         for k in 0..traits.len() {
-            values.push(r.get::<_, Option<String>>(6 + marked.len() + k)?);
+            values.push(r.get::<_, Option<String>>(7 + marked.len() + k)?);
         }
         rows.push(Row {
             account: r.get(0)?,
@@ -131,16 +85,19 @@ pub(crate) fn fetch(conn: &Connection, model: &Model, sql: &str) -> Result<Vec<R
             person: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
             at: r.get(4)?,
             event: r.get(5)?,
+            seq: r.get(6)?,
             marks,
             traits: values,
         });
     }
+    rows.sort_by_key(|r| r.seq);
+    rows.dedup_by_key(|r| r.seq);
     Ok(rows)
 }
 
 /// Every signal of each of `accounts` that has rows, in account order, from the rows (events
 /// before `as_of`) that count for it.
-pub(crate) fn evaluate(
+fn evaluate(
     model: &Model,
     as_of: NaiveDateTime,
     accounts: &[String],
@@ -309,8 +266,9 @@ fn strings(conn: &Connection, sql: &str) -> Result<Vec<String>, StoreError> {
 /// company level, the workspaces of the company and the company-less workspaces its people
 /// belong to, whose events fall back to the person's e-mail domain), and the events without a
 /// group sent by the accounts' people under any of their ids (those are placed by membership).
-/// Every filter is a literal IN list on one column, which DuckDB checks against each row
-/// group's min/max: re-scoring one account reads a few thousand rows, not the whole history.
+/// They are read from the model's account rows (`crate::account_rows`: the events' values
+/// sorted by group / user id / anonymous id, so one account's rows sit in a few row groups)
+/// and, for the events that arrived after those rows were last extended, from `events`.
 ///
 /// The identity relations are restricted to the accounts' people. That is exact when every id
 /// the candidates name belongs to those people (a grouped event makes its sender a member, so
@@ -326,7 +284,12 @@ pub(crate) fn measure_few(
     let (workspaces, ids) = scope(conn, model.level, accounts)?;
     debug_elapsed(started, "few: people and ids");
     let started = std::time::Instant::now();
-    let candidates = candidates_sql(&at, &workspaces, &ids);
+    let candidates = match crate::account_rows::current(conn, model)? {
+        Some(stored) => crate::account_rows::candidates_sql(model, &stored, &at, &workspaces, &ids),
+        None => crate::account_rows::raw_candidates_sql(model, 0, &at, &workspaces, &in_list(&ids)),
+    };
+    debug_elapsed(started, "few: account rows");
+    let started = std::time::Instant::now();
     let mut rows = fetch(conn, model, &few_sql(model, &candidates, &ids))?;
     let named_elsewhere = rows
         .iter()
@@ -334,6 +297,7 @@ pub(crate) fn measure_few(
         .flatten()
         .any(|id| ids.binary_search(id).is_err());
     if named_elsewhere {
+        tracing::debug!("few: candidates name ids of other people; fetching again");
         let mut named: Vec<String> = rows
             .iter()
             .flat_map(|r| [r.user_id.clone(), r.anonymous_id.clone()])
@@ -398,26 +362,6 @@ fn scope(
     Ok((workspaces, ids_of(conn, &people)?))
 }
 
-/// The candidate events before `at` (see [`measure_few`]), with the columns scoring reads.
-fn candidates_sql(at: &str, workspaces: &[String], ids: &[String]) -> String {
-    let cols = "timestamp, type, event, name, user_id, anonymous_id, group_id, properties, traits";
-    let mut parts = vec![format!(
-        "SELECT {cols} FROM events WHERE timestamp < {at} AND group_id IN ({})",
-        in_list(workspaces)
-    )];
-    if !ids.is_empty() {
-        let ids = in_list(ids);
-        parts.push(format!(
-            "SELECT {cols} FROM events WHERE timestamp < {at} AND group_id IS NULL AND user_id IN ({ids})"
-        ));
-        parts.push(format!(
-            "SELECT {cols} FROM events WHERE timestamp < {at} AND group_id IS NULL AND anonymous_id IN ({ids})
-               AND (user_id IS NULL OR user_id NOT IN ({ids}))"
-        ));
-    }
-    parts.join(" UNION ALL ")
-}
-
 /// One query: the candidates, attributed with the identity relations restricted to the people
 /// `ids` name (the views' definitions, schema.rs, over the matching rows only), as
 /// [`crate::few::select_list`] rows.
@@ -437,10 +381,7 @@ fn few_sql(model: &Model, candidates: &str, ids: &[String]) -> String {
              FROM (SELECT * FROM memberships WHERE user_id IN ({ids})) m
              LEFT JOIN (SELECT * FROM aliases WHERE alias IN ({ids})) a ON a.alias = m.user_id
              GROUP BY ALL)
-         SELECT {} FROM (
-             SELECT *, CASE WHEN type IN ('page', 'screen')
-                            THEN coalesce(json_extract_string(properties, '$.path'), name) END AS path
-             FROM ({}) AS attributed) AS attributed",
+         SELECT {} FROM ({}) AS attributed",
         select_list(model, account_column(model.level)),
         attribution_with("candidate_events", &identity)
     )

@@ -14,6 +14,7 @@
 //! before anything reaches a store), or speak HTTP. A store only accepts validated [`Event`]s.
 #![deny(missing_docs)]
 
+mod account_rows;
 mod attribution;
 mod duckdb_store;
 pub mod error;
@@ -27,6 +28,13 @@ pub mod scoring;
 pub mod sql;
 pub mod tabular;
 mod write_cache;
+
+/// For tests: extend the re-scorer's account rows once this many events arrived (default
+/// 100,000), so that small stores exercise their runs and merges. Process-wide.
+#[doc(hidden)]
+pub fn set_account_rows_extend_after(events: i64) {
+    account_rows::set_extend_after(events);
+}
 
 use std::collections::HashMap;
 
@@ -186,8 +194,9 @@ pub trait StoreSession: Send {
     /// The newest event time stored, if any.
     fn latest_event_time(&self) -> Result<Option<NaiveDateTime>, StoreError>;
 
-    /// Creates or extends the model's daily rollup now, as scoring every account as of a
-    /// midnight would (after a bulk import, so that the first such scoring does not pay for it).
+    /// Creates or extends the model's daily rollup and account rows now, as scoring every
+    /// account as of a midnight and re-scoring a few would (after a bulk import, so that the
+    /// first scoring does not pay for them).
     fn prepare_rollup(&self, model: &Model) -> Result<(), StoreError>;
 
     /// The clock scores are computed at: now, or just after the newest event when the data

@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "attribution without ASOF for grouped events", V4),
     (5, "daily rollups registry", V5),
     (6, "identity lookup indexes", V6),
+    (7, "account rows registry", V7),
 ];
 
 const V1: &str = r#"
@@ -237,4 +238,17 @@ const V6: &str = r#"
 CREATE INDEX aliases_user ON aliases (user_id);
 CREATE INDEX memberships_workspace ON memberships (workspace_id);
 CREATE INDEX memberships_user ON memberships (user_id);
+"#;
+
+/// Account rows (see `account_rows.rs`): per model definition, a sorted base table and a delta
+/// of sorted runs, covering the events with `seq <= through_seq` (the base those up to
+/// `base_through_seq`).
+const V7: &str = r#"
+CREATE TABLE account_row_tables (
+    name             VARCHAR PRIMARY KEY,
+    base_through_seq BIGINT NOT NULL,
+    through_seq      BIGINT NOT NULL,
+    delta_runs       BIGINT NOT NULL,
+    extended_at      TIMESTAMP NOT NULL
+);
 "#;

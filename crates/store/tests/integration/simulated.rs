@@ -15,6 +15,16 @@ use crate::memory_store;
 
 /// A store holding the simulator's events for `accounts` companies.
 fn simulated_store(accounts: u64, seed: u64) -> (upmarket_store::DuckDbStore, SimConfig) {
+    let (events, cfg) = simulated_events(accounts, seed);
+    let mut store = memory_store();
+    for batch in events.chunks(20_000) {
+        store.append(batch).unwrap();
+    }
+    (store, cfg)
+}
+
+/// The simulator's events for `accounts` companies, parsed.
+fn simulated_events(accounts: u64, seed: u64) -> (Vec<upmarket_core::Event>, SimConfig) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = SimConfig {
         accounts,
@@ -22,7 +32,6 @@ fn simulated_store(accounts: u64, seed: u64) -> (upmarket_store::DuckDbStore, Si
         ..SimConfig::default()
     };
     simulate(&cfg, dir.path(), |_| {}).unwrap();
-    let mut store = memory_store();
     let ctx = ParseContext {
         received_at: chrono::Utc::now(),
         source: IngestSource::Import,
@@ -31,16 +40,11 @@ fn simulated_store(accounts: u64, seed: u64) -> (upmarket_store::DuckDbStore, Si
     };
     let file =
         std::io::BufReader::new(std::fs::File::open(dir.path().join("events.ndjson")).unwrap());
-    let mut batch = Vec::new();
-    for line in file.lines() {
-        batch.push(parse_event(&line.unwrap(), None, &BatchDefaults::default(), &ctx).unwrap());
-        if batch.len() == 20_000 {
-            store.append(&batch).unwrap();
-            batch.clear();
-        }
-    }
-    store.append(&batch).unwrap();
-    (store, cfg)
+    let events = file
+        .lines()
+        .map(|line| parse_event(&line.unwrap(), None, &BatchDefaults::default(), &ctx).unwrap())
+        .collect();
+    (events, cfg)
 }
 
 fn models_dir() -> std::path::PathBuf {
@@ -234,6 +238,96 @@ fn rescoring_a_few_accounts_matches_scoring_all() {
             model.name
         );
     }
+}
+
+/// The re-scorer reads one account's events from its account rows (sorted by key) plus the
+/// events that arrived after them: through creation, appended runs, the delta rewritten as one
+/// run, the delta merged into the base, and a raw tail, re-scoring equals scoring everything.
+#[test]
+fn rescoring_from_account_rows_matches_scoring_all_as_they_grow() {
+    let (events, cfg) = simulated_events(200, 31);
+    let mut store = memory_store();
+    let conn = store.sql_connection().unwrap();
+    let model = Model::from_toml(&default_model_text(), "default.toml").unwrap();
+    let as_of = (cfg.start + chrono::Days::new(400))
+        .and_hms_opt(9, 15, 0)
+        .unwrap();
+    let state = |conn: &duckdb::Connection| -> (i64, i64, i64) {
+        conn.query_row(
+            "SELECT base_through_seq, through_seq, delta_runs FROM account_row_tables",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    };
+    let check = |store: &upmarket_store::DuckDbStore, stage: &str| {
+        let session = store.reader().unwrap();
+        let all = session.measure(&model, as_of, None).unwrap();
+        for a in all.iter().step_by(9) {
+            let one = session
+                .measure(&model, as_of, Some(std::slice::from_ref(&a.account_id)))
+                .unwrap();
+            assert_eq!(one, vec![a.clone()], "{stage}: account {}", a.account_id);
+        }
+    };
+    // Every chunk is an extension; the ninth finds eight runs and merges.
+    upmarket_store::set_account_rows_extend_after(1);
+    let mut seen = Vec::new();
+    for (n, chunk) in events.chunks(events.len() / 12 + 1).enumerate() {
+        store.append(chunk).unwrap();
+        store.flush().unwrap();
+        check(&store, &format!("after chunk {n}"));
+        seen.push(state(&conn));
+    }
+    assert!(
+        seen.iter().any(|s| s.2 >= 2),
+        "runs were appended: {seen:?}"
+    );
+    assert!(
+        seen.windows(2).any(|w| w[1].0 > w[0].0 && w[1].2 == 0),
+        "the delta was merged into the base: {seen:?}"
+    );
+    // Then events the rows do not cover, read raw.
+    upmarket_store::set_account_rows_extend_after(1_000_000);
+    let people: Vec<(String, String)> = conn
+        .prepare(
+            "SELECT DISTINCT user_id, group_id FROM events
+             WHERE user_id IS NOT NULL AND group_id IS NOT NULL ORDER BY 1, 2 LIMIT 30",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let late: Vec<_> = people
+        .iter()
+        .enumerate()
+        .map(|(n, (user, group))| {
+            let when = (as_of - chrono::Days::new(1 + n as u64))
+                .and_utc()
+                .to_rfc3339();
+            let context = if n % 2 == 0 {
+                serde_json::json!({})
+            } else {
+                serde_json::json!({ "groupId": group })
+            };
+            crate::ev(serde_json::json!({
+                "type": "page", "name": "Pricing", "userId": user,
+                "properties": { "path": "/pricing" },
+                "messageId": format!("tail-{n}"), "timestamp": when, "context": context,
+            }))
+        })
+        .collect();
+    let before = state(&conn);
+    store.append(&late).unwrap();
+    store.flush().unwrap();
+    check(&store, "with a raw tail");
+    assert_eq!(
+        state(&conn),
+        before,
+        "the tail stays raw below the threshold"
+    );
+    upmarket_store::set_account_rows_extend_after(100_000);
 }
 
 #[test]

@@ -1,0 +1,417 @@
+//! Account rows: the re-scorer's access path by account. A narrow copy of every event's
+//! scoring-relevant facts (time, event name, ids, and the model's per-row match and trait
+//! values already evaluated), sorted by a lookup key, so that re-scoring one account reads the
+//! few row groups that hold its keys instead of scanning every event.
+//!
+//! Why: a store filled live holds events in arrival (time) order, so every row group holds
+//! every active account and the re-scorer's IN-list filters on `events` prune nothing (~240 ms
+//! for one account at 10M events, BENCHMARKS.md). Sorted by key, one account's rows sit together.
+//!
+//! The key says how the re-scorer finds a row: the group id for events that carry their group;
+//! for the others (1–2% of events) the user id, or the anonymous id when there is no user id.
+//! (A group-less event whose user id is not one of the account's people's ids cannot count for
+//! the account, whatever its anonymous id: attribution takes the person from the user id
+//! first.) Keys are hashed ([`key_sql`]).
+//!
+//! Exactness, as for the daily rollup: the rows cover exactly the events with
+//! `seq <= through_seq`, and readers filter on that bound, so events that arrived since (late
+//! ones included) are read raw from `events` and nothing is counted twice. Attribution (who the
+//! row counts for) is not stored: it is computed at read time from the identity tables, so an
+//! identity change applies at once. The stored values depend only on the event and the model's
+//! signal definitions; the table is named by a hash of those definitions, so a changed model
+//! gets a new table and never reads a stale one.
+//!
+//! Layout, a small log-structured merge: a sorted `base`, and a `delta` of up to
+//! [`MAX_DELTA_RUNS`] sorted runs appended as events arrive ([`EXTEND_AFTER_EVENTS`] at a time).
+//! Each run costs a lookup about a millisecond, so when the runs are many the delta is rewritten
+//! as one run, and when it has grown past an eighth of the base both are rewritten as one base:
+//! rewriting costs are geometric, about two passes over the rows per doubling of the history.
+
+use duckdb::{params, Connection, OptionalExt};
+use upmarket_core::model::{Model, SignalKind};
+
+use crate::rollup::events_with_path;
+use crate::sql::{quote_ident, quote_literal};
+use crate::StoreError;
+
+/// Append a run when at least this many events arrived after the rows.
+pub const EXTEND_AFTER_EVENTS: i64 = 100_000;
+
+/// The extension threshold in force: [`EXTEND_AFTER_EVENTS`] unless a test lowered it (to
+/// exercise runs and merges on small data; see `crate::set_account_rows_extend_after`).
+static EXTEND_AFTER: std::sync::atomic::AtomicI64 =
+    std::sync::atomic::AtomicI64::new(EXTEND_AFTER_EVENTS);
+
+pub(crate) fn set_extend_after(events: i64) {
+    EXTEND_AFTER.store(events.max(1), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// At most this many runs in the delta; the next extension merges them.
+pub const MAX_DELTA_RUNS: i64 = 8;
+
+/// Tables not extended for this many days are dropped when another is created (a changed
+/// model leaves its old definition's rows behind).
+pub const STALE_AFTER_DAYS: i64 = 30;
+
+/// The per-row expression a signal needs, if any, over an event with its `path`: a BOOLEAN
+/// "matches" or, for feature tiers, the row's tier (0–3, NULL when the row is not a track call).
+fn match_column(kind: &SignalKind) -> Option<String> {
+    use crate::scoring::{event_filter_sql, in_list, selector_sql, tier_sql};
+    use upmarket_core::model::VelocityMetric;
+    Some(match kind {
+        SignalKind::EventCount {
+            select, filters, ..
+        } => {
+            let mut cond = vec![selector_sql(select)];
+            cond.extend(event_filter_sql(filters));
+            cond.join(" AND ")
+        }
+        SignalKind::DistinctUsers { select, .. } => selector_sql(select),
+        SignalKind::Velocity {
+            metric: VelocityMetric::Selected(sel),
+            ..
+        } => selector_sql(sel),
+        SignalKind::FeatureBreadth { features, .. } => {
+            format!("type = 'track' AND event IN ({})", in_list(features))
+        }
+        SignalKind::FeatureTier {
+            core,
+            advanced,
+            enterprise,
+            ..
+        } => format!(
+            "CASE WHEN type = 'track' THEN {} END",
+            tier_sql(core, advanced, enterprise)
+        ),
+        _ => return None,
+    })
+}
+
+/// The model's per-row values, in model order: `(signal index, column name, expression)`, the
+/// match columns `m{i}` (TINYINT) first, then the trait columns `t{i}` (the trait an identify
+/// or group call declared).
+pub(crate) fn value_columns(model: &Model) -> (Vec<(usize, String)>, Vec<(usize, String)>) {
+    let mut marks = Vec::new();
+    let mut traits = Vec::new();
+    for (i, s) in model.signals.iter().enumerate() {
+        if let Some(m) = match_column(&s.kind) {
+            marks.push((i, format!("CAST(({m}) AS TINYINT) AS m{i}")));
+        }
+        if let SignalKind::Trait { name } = &s.kind {
+            let path = quote_literal(&format!("$.\"{}\"", name.replace('"', "")));
+            traits.push((
+                i,
+                format!(
+                    "CASE WHEN type IN ('identify', 'group') THEN json_extract_string(traits, {path}) END AS t{i}"
+                ),
+            ));
+        }
+    }
+    (marks, traits)
+}
+
+/// The columns every candidate row has, evaluated over raw events with their `path`:
+/// timestamp, event, the ids, then the value columns.
+pub(crate) fn raw_columns(model: &Model) -> String {
+    let (marks, traits) = value_columns(model);
+    let mut cols = "seq, timestamp, event, user_id, anonymous_id, group_id".to_string();
+    for (_, c) in marks.iter().chain(&traits) {
+        cols.push_str(", ");
+        cols.push_str(c);
+    }
+    cols
+}
+
+/// The same columns, read back from stored rows.
+pub(crate) fn stored_columns(model: &Model) -> String {
+    let (marks, traits) = value_columns(model);
+    let mut cols = "seq, timestamp, event, user_id, anonymous_id, group_id".to_string();
+    for (i, _) in &marks {
+        cols.push_str(&format!(", m{i}"));
+    }
+    for (i, _) in &traits {
+        cols.push_str(&format!(", t{i}"));
+    }
+    cols
+}
+
+/// The model's account rows: the two tables and the events they cover (`seq <= through_seq`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AccountRows {
+    pub base: String,
+    pub delta: String,
+    pub through_seq: i64,
+    /// Runs in the delta (0: it is empty and not read).
+    pub delta_runs: i64,
+    /// The newest event when these were looked up: the raw part is read only when newer
+    /// than `through_seq` (events arriving later are re-scored by the next pass).
+    pub newest: i64,
+}
+
+/// The table names for this model (by a hash of what the rows store).
+fn names(model: &Model) -> (String, String) {
+    let h = xxhash_rust::xxh3::xxh3_64(raw_columns(model).as_bytes());
+    let base = format!("account_rows_{h:016x}");
+    let delta = format!("{base}_delta");
+    (base, delta)
+}
+
+/// What the registry says of one table pair.
+struct State {
+    base_through_seq: i64,
+    through_seq: i64,
+    delta_runs: i64,
+}
+
+/// The model's account rows, created when missing and extended when at least
+/// [`EXTEND_AFTER_EVENTS`] events arrived after them (and something did arrive). A failed creation or extension (another
+/// connection doing the same at that moment) leaves them as they were and is logged: readers
+/// then read more raw events, never wrong ones. None when they do not exist and could not be
+/// created.
+pub(crate) fn current(conn: &Connection, model: &Model) -> Result<Option<AccountRows>, StoreError> {
+    let (base, delta) = names(model);
+    let state: Option<State> = conn
+        .prepare_cached(
+            "SELECT base_through_seq, through_seq, delta_runs FROM account_row_tables WHERE name = ?",
+        )?
+        .query_row(params![base], |r| {
+            Ok(State {
+                base_through_seq: r.get(0)?,
+                through_seq: r.get(1)?,
+                delta_runs: r.get(2)?,
+            })
+        })
+        .optional()?;
+    let newest: i64 =
+        conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
+    let rows = |through_seq, delta_runs| AccountRows {
+        base: base.clone(),
+        delta: delta.clone(),
+        through_seq,
+        delta_runs,
+        newest,
+    };
+    if let Some(s) = &state {
+        let extend_after = EXTEND_AFTER.load(std::sync::atomic::Ordering::Relaxed);
+        if newest - s.through_seq < extend_after {
+            return Ok(Some(rows(s.through_seq, s.delta_runs)));
+        }
+    }
+    let started = std::time::Instant::now();
+    let done = conn
+        .execute_batch("BEGIN TRANSACTION")
+        .map_err(StoreError::from)
+        .and_then(|_| maintain(conn, model, &base, &delta, state.as_ref(), newest))
+        .and_then(|runs| {
+            conn.execute_batch("COMMIT")?;
+            Ok(runs)
+        });
+    match done {
+        Ok(runs) => {
+            crate::scoring::debug_elapsed(started, "account rows extended");
+            Ok(Some(rows(newest, runs)))
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "updating the account rows failed; re-scoring reads more raw events");
+            if let Err(rollback) = conn.execute_batch("ROLLBACK") {
+                tracing::debug!(error = %rollback, "rollback after a failed account-rows update");
+            }
+            Ok(state.map(|s| rows(s.through_seq, s.delta_runs)))
+        }
+    }
+}
+
+/// Brings the tables to `newest` (inside the caller's transaction): creates them, appends a
+/// run, rewrites the delta as one run, or merges it into the base. Returns the delta's runs.
+fn maintain(
+    conn: &Connection,
+    model: &Model,
+    base: &str,
+    delta: &str,
+    state: Option<&State>,
+    newest: i64,
+) -> Result<i64, StoreError> {
+    let (b, d) = (quote_ident(base), quote_ident(delta));
+    let (base_through, runs) = match state {
+        None => {
+            drop_stale(conn)?;
+            let all = keyed_rows(model, &format!("seq <= {newest}"));
+            conn.execute_batch(&format!(
+                "CREATE OR REPLACE TABLE {b} AS {all} ORDER BY k, seq;
+                 CREATE OR REPLACE TABLE {d} AS SELECT * FROM {b} LIMIT 0;"
+            ))?;
+            (newest, 0)
+        }
+        Some(s) => {
+            let tail = keyed_rows(
+                model,
+                &format!("seq > {} AND seq <= {newest}", s.through_seq),
+            );
+            if s.delta_runs < MAX_DELTA_RUNS {
+                conn.execute_batch(&format!(
+                    "INSERT INTO {d} SELECT * FROM ({tail}) ORDER BY k, seq"
+                ))?;
+                (s.base_through_seq, s.delta_runs + 1)
+            } else {
+                let count = |t: &str| -> Result<i64, StoreError> {
+                    Ok(conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))?)
+                };
+                let merged = format!("SELECT * FROM {d} UNION ALL SELECT * FROM ({tail})");
+                if count(&d)? * 8 > count(&b)? {
+                    conn.execute_batch(&format!(
+                        "CREATE OR REPLACE TABLE {b} AS
+                             SELECT * FROM (SELECT * FROM {b} UNION ALL {merged}) ORDER BY k, seq;
+                         DELETE FROM {d};"
+                    ))?;
+                    (newest, 0)
+                } else {
+                    conn.execute_batch(&format!(
+                        "CREATE OR REPLACE TABLE {d} AS SELECT * FROM ({merged}) ORDER BY k, seq"
+                    ))?;
+                    (s.base_through_seq, 1)
+                }
+            }
+        }
+    };
+    conn.execute(
+        "INSERT OR REPLACE INTO account_row_tables
+             (name, base_through_seq, through_seq, delta_runs, extended_at)
+         VALUES (?, ?, ?, ?, current_timestamp)",
+        params![base, base_through, newest, runs],
+    )?;
+    Ok(runs)
+}
+
+/// The rows of the events matching `filter`, each with its lookup key `k`: the group for events
+/// that carry one, else the user id, else the anonymous id.
+fn keyed_rows(model: &Model, filter: &str) -> String {
+    let cols = raw_columns(model);
+    format!(
+        "SELECT CASE WHEN group_id IS NOT NULL THEN {} ELSE {} END AS k, {cols}
+         FROM ({}) e",
+        key_sql("'g' || group_id"),
+        key_sql("'i' || coalesce(user_id, anonymous_id)"),
+        events_with_path(&format!(
+            "({filter}) AND (group_id IS NOT NULL OR user_id IS NOT NULL OR anonymous_id IS NOT NULL)"
+        )),
+    )
+}
+
+/// The lookup key of a tagged id (`g` + group id, `i` + user or anonymous id): the upper half
+/// of its MD5 as an unsigned 64-bit integer. A hash, not the id itself, because DuckDB keeps
+/// only an 8-byte prefix of strings in its row-group statistics, and ids often share longer
+/// prefixes (`user_0001…`): sorted by hash, every key's rows sit in one place and the
+/// statistics tell exactly which row groups hold it. MD5, because it is defined independently
+/// of DuckDB's version (its `hash()` is not). A collision only adds rows, which the readers'
+/// exact filters on the ids drop.
+fn key_sql(tagged: &str) -> String {
+    format!("md5_number_upper({tagged})")
+}
+
+/// Above this many keys, one scan with an IN list instead of one equality scan per key.
+const MAX_KEY_SCANS: usize = 64;
+
+/// The candidate rows of accounts whose workspaces are `workspaces` and whose people are known
+/// by `ids` (see `crate::few::measure_few`), before `at`: the stored rows up to
+/// `rows.through_seq` found by key, and the events after it read raw. Each part selects
+/// [`stored_columns`].
+pub(crate) fn candidates_sql(
+    model: &Model,
+    rows: &AccountRows,
+    at: &str,
+    workspaces: &[String],
+    ids: &[String],
+) -> String {
+    use crate::scoring::in_list;
+    let stored = stored_columns(model);
+    let keys: Vec<String> = workspaces
+        .iter()
+        .map(|w| key_sql(&quote_literal(&format!("g{w}"))))
+        .chain(
+            ids.iter()
+                .map(|i| key_sql(&quote_literal(&format!("i{i}")))),
+        )
+        .collect();
+    // Only the time bounds here: a filter on the ids would be copied into every key's scan
+    // and cost more than the scans (30 ms for 47 keys at 10M events); a hash collision's
+    // extra rows are attributed to their own accounts, and duplicates are dropped by `seq`.
+    let covered = format!("seq <= {} AND timestamp < {at}", rows.through_seq);
+    let mut parts = Vec::new();
+    let tables = if rows.delta_runs > 0 {
+        vec![&rows.base, &rows.delta]
+    } else {
+        vec![&rows.base]
+    };
+    for t in tables {
+        let t = quote_ident(t);
+        // An equality filter is applied inside DuckDB's scan (only the vectors holding the key
+        // are read); an IN list only prunes row groups and then reads all of them.
+        let found = if keys.len() <= MAX_KEY_SCANS {
+            keys.iter()
+                .map(|k| format!("SELECT * FROM {t} WHERE k = {k}"))
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ")
+        } else {
+            format!("SELECT * FROM {t} WHERE k IN ({})", keys.join(", "))
+        };
+        parts.push(format!("SELECT {stored} FROM ({found}) WHERE {covered}"));
+    }
+    if rows.newest > rows.through_seq {
+        parts.push(raw_candidates_sql(
+            model,
+            rows.through_seq,
+            at,
+            workspaces,
+            &in_list(ids),
+        ));
+    }
+    parts.join("\nUNION ALL\n")
+}
+
+/// The candidate events with `seq > after_seq` read raw from `events` (all of them when the
+/// account rows cannot be had), with the same columns; `ids` is already an IN list.
+pub(crate) fn raw_candidates_sql(
+    model: &Model,
+    after_seq: i64,
+    at: &str,
+    workspaces: &[String],
+    ids: &str,
+) -> String {
+    format!(
+        "SELECT {} FROM ({}) e",
+        raw_columns(model),
+        events_with_path(&format!(
+            "seq > {after_seq} AND timestamp < {at}
+             AND (group_id IN ({}) OR (group_id IS NULL AND coalesce(user_id, anonymous_id) IN ({ids})))",
+            crate::scoring::in_list(workspaces)
+        ))
+    )
+}
+
+/// Drops the account-row tables not extended for [`STALE_AFTER_DAYS`].
+fn drop_stale(conn: &Connection) -> Result<(), StoreError> {
+    // Computed here: interval arithmetic on current_timestamp needs ICU, not loaded.
+    let cutoff = crate::scoring::timestamp_literal(
+        chrono::Utc::now().naive_utc() - chrono::Duration::days(STALE_AFTER_DAYS),
+    );
+    let stale: Vec<String> = conn
+        .prepare(&format!(
+            "SELECT name FROM account_row_tables WHERE extended_at < {cutoff}"
+        ))?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for name in &stale {
+        conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};",
+            quote_ident(name),
+            quote_ident(&format!("{name}_delta"))
+        ))?;
+    }
+    conn.execute_batch(&format!(
+        "DELETE FROM account_row_tables WHERE extended_at < {cutoff}"
+    ))?;
+    if !stale.is_empty() {
+        tracing::info!(dropped = ?stale, "stale account rows dropped");
+    }
+    Ok(())
+}
