@@ -23,6 +23,19 @@ fn simulated_store(accounts: u64, seed: u64) -> (upmarket_store::DuckDbStore, Si
     (store, cfg)
 }
 
+/// The first `limit` (user, group) pairs that grouped events name.
+fn members(conn: &duckdb::Connection, limit: usize) -> Vec<(String, String)> {
+    conn.prepare(&format!(
+        "SELECT DISTINCT user_id, group_id FROM events
+         WHERE user_id IS NOT NULL AND group_id IS NOT NULL ORDER BY 1, 2 LIMIT {limit}"
+    ))
+    .unwrap()
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
 /// The simulator's events for `accounts` companies, parsed.
 fn simulated_events(accounts: u64, seed: u64) -> (Vec<upmarket_core::Event>, SimConfig) {
     let dir = tempfile::tempdir().unwrap();
@@ -152,16 +165,7 @@ fn scoring_from_the_rollup_equals_scoring_raw_events() {
 
     // Late events for days the rollup covers: product use with and without the group,
     // legal and pricing pages, from people already in accounts.
-    let people: Vec<(String, String)> = conn
-        .prepare(
-            "SELECT DISTINCT user_id, group_id FROM events
-             WHERE user_id IS NOT NULL AND group_id IS NOT NULL ORDER BY 1, 2 LIMIT 40",
-        )
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let people = members(&conn, 40);
     let mut late = Vec::new();
     for (n, (user, group)) in people.iter().enumerate() {
         let when = (as_of - chrono::Days::new(1 + (n as u64 % 40)))
@@ -289,16 +293,7 @@ fn rescoring_from_account_rows_matches_scoring_all_as_they_grow() {
     );
     // Then events the rows do not cover, read raw.
     upmarket_store::set_account_rows_extend_after(1_000_000);
-    let people: Vec<(String, String)> = conn
-        .prepare(
-            "SELECT DISTINCT user_id, group_id FROM events
-             WHERE user_id IS NOT NULL AND group_id IS NOT NULL ORDER BY 1, 2 LIMIT 30",
-        )
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let people = members(&conn, 30);
     let late: Vec<_> = people
         .iter()
         .enumerate()
