@@ -113,12 +113,14 @@ fn drop_account_rows(db: &Path) -> anyhow::Result<()> {
 }
 
 /// Creates the account rows the re-scorer reads (as `upmarket import` does at its end), timed.
+/// The daily rollup is normally current by then (the full run's scorings, or the import, made
+/// it), so the time is the account rows'.
 fn build_account_rows(db: &Path, data_dir: &Path, model: &Model) -> anyhow::Result<()> {
     drop_account_rows(db)?;
     let store = DuckDbStore::open(data_dir, &FreeMailDomains::default())?;
     let session = upmarket_store::Store::reader(&store)?;
     let started = Instant::now();
-    session.prepare_rollup(model)?;
+    session.prepare_derived(model)?;
     println!(
         "| account rows for re-scoring (creates them) | | {:.2} s | | |",
         started.elapsed().as_secs_f64()

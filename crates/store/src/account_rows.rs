@@ -49,10 +49,6 @@ pub(crate) fn set_extend_after(events: i64) {
 /// At most this many runs in the delta; the next extension merges them.
 pub const MAX_DELTA_RUNS: i64 = 8;
 
-/// Tables not extended for this many days are dropped when another is created (a changed
-/// model leaves its old definition's rows behind).
-pub const STALE_AFTER_DAYS: i64 = 30;
-
 /// The per-row expression a signal needs, if any, over an event with its `path`: a BOOLEAN
 /// "matches" or, for feature tiers, the row's tier (0–3, NULL when the row is not a track call).
 fn match_column(kind: &SignalKind) -> Option<String> {
@@ -234,7 +230,7 @@ fn maintain(
     let (b, d) = (quote_ident(base), quote_ident(delta));
     let (base_through, runs) = match state {
         None => {
-            drop_stale(conn)?;
+            crate::rollup::drop_stale(conn, "account_row_tables", &["_delta"])?;
             let all = keyed_rows(model, &format!("seq <= {newest}"));
             conn.execute_batch(&format!(
                 "CREATE OR REPLACE TABLE {b} AS {all} ORDER BY groupless, k, seq;
@@ -402,32 +398,4 @@ pub(crate) fn raw_candidates_sql(
             crate::scoring::in_list(workspaces)
         ))
     )
-}
-
-/// Drops the account-row tables not extended for [`STALE_AFTER_DAYS`].
-fn drop_stale(conn: &Connection) -> Result<(), StoreError> {
-    // Computed here: interval arithmetic on current_timestamp needs ICU, not loaded.
-    let cutoff = crate::scoring::timestamp_literal(
-        chrono::Utc::now().naive_utc() - chrono::Duration::days(STALE_AFTER_DAYS),
-    );
-    let stale: Vec<String> = conn
-        .prepare(&format!(
-            "SELECT name FROM account_row_tables WHERE extended_at < {cutoff}"
-        ))?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for name in &stale {
-        conn.execute_batch(&format!(
-            "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};",
-            quote_ident(name),
-            quote_ident(&format!("{name}_delta"))
-        ))?;
-    }
-    conn.execute_batch(&format!(
-        "DELETE FROM account_row_tables WHERE extended_at < {cutoff}"
-    ))?;
-    if !stale.is_empty() {
-        tracing::info!(dropped = ?stale, "stale account rows dropped");
-    }
-    Ok(())
 }

@@ -513,7 +513,7 @@ impl StoreSession for DuckDbSession {
         crate::scores::tier_changes(&self.conn, model, limit)
     }
 
-    fn prepare_rollup(&self, model: &Model) -> Result<(), StoreError> {
+    fn prepare_derived(&self, model: &Model) -> Result<(), StoreError> {
         crate::rollup::current(&self.conn, model)?;
         crate::account_rows::current(&self.conn, model).map(|_| ())
     }

@@ -197,7 +197,7 @@ pub trait StoreSession: Send {
     /// Creates or extends the model's daily rollup and account rows now, as scoring every
     /// account as of a midnight and re-scoring a few would (after a bulk import, so that the
     /// first scoring does not pay for them).
-    fn prepare_rollup(&self, model: &Model) -> Result<(), StoreError>;
+    fn prepare_derived(&self, model: &Model) -> Result<(), StoreError>;
 
     /// The clock scores are computed at: now, or just after the newest event when the data
     /// ended more than [`STALE_DATA_AFTER_HOURS`] ago (an imported history, the demo), so that

@@ -309,7 +309,7 @@ fn extend(
     if exists {
         conn.execute_batch(&format!("INSERT INTO {} {rows}", old.table))?;
     } else {
-        drop_stale(conn)?;
+        drop_stale(conn, "rollups", &[])?;
         conn.execute_batch(&format!("CREATE OR REPLACE TABLE {} AS {rows}", old.table))?;
     }
     conn.execute(
@@ -323,13 +323,18 @@ fn extend(
     })
 }
 
-/// Rollups not extended for this many days are dropped when another is created (a changed
-/// model leaves its old definition's rollup behind; one still in use is rebuilt when next
-/// needed).
+/// Derived tables (daily rollups, account rows) not extended for this many days are dropped
+/// when another of their kind is created (a changed model leaves its old definition's tables
+/// behind; one still in use is rebuilt when next needed).
 pub const STALE_AFTER_DAYS: u32 = 30;
 
-/// Drops the rollups not extended for [`STALE_AFTER_DAYS`].
-fn drop_stale(conn: &Connection) -> Result<(), StoreError> {
+/// Drops the tables `registry` lists that were not extended for [`STALE_AFTER_DAYS`] (each
+/// registered name, and the name with each of `suffixes`), and their registry rows.
+pub(crate) fn drop_stale(
+    conn: &Connection,
+    registry: &str,
+    suffixes: &[&str],
+) -> Result<(), StoreError> {
     // The cutoff is computed here: interval arithmetic on DuckDB's current_timestamp (WITH
     // TIME ZONE) needs the ICU extension, which this build does not load.
     let cutoff = crate::scoring::timestamp_literal(
@@ -337,19 +342,23 @@ fn drop_stale(conn: &Connection) -> Result<(), StoreError> {
     );
     let stale: Vec<String> = conn
         .prepare(&format!(
-            "SELECT name FROM rollups WHERE extended_at < {cutoff}"
+            "SELECT name FROM {registry} WHERE extended_at < {cutoff}"
         ))?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for name in &stale {
-        conn.execute_batch(&format!(
-            "DROP TABLE IF EXISTS {}",
-            crate::sql::quote_ident(name)
-        ))?;
+        for suffix in std::iter::once(&"").chain(suffixes) {
+            conn.execute_batch(&format!(
+                "DROP TABLE IF EXISTS {}",
+                crate::sql::quote_ident(&format!("{name}{suffix}"))
+            ))?;
+        }
     }
-    conn.execute_batch(&format!("DELETE FROM rollups WHERE extended_at < {cutoff}"))?;
+    conn.execute_batch(&format!(
+        "DELETE FROM {registry} WHERE extended_at < {cutoff}"
+    ))?;
     if !stale.is_empty() {
-        tracing::info!(dropped = ?stale, "stale daily rollups dropped");
+        tracing::info!(%registry, dropped = ?stale, "stale derived tables dropped");
     }
     Ok(())
 }

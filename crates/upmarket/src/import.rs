@@ -206,13 +206,14 @@ pub fn run(
 ) -> anyhow::Result<ImportSummary> {
     let summary = import_with_format(store, config, &args.files, args.format, args.batch_size)?;
     if summary.stored > 0 {
-        // Scoring as of a day reads the model's daily rollup; building it here, where bulk
-        // data arrives, spares the first `upmarket score --as-of` that cost.
+        // Scoring as of a day reads the model's daily rollup, re-scoring a few accounts its
+        // account rows; building them here, where bulk data arrives, spares the first
+        // `upmarket score --as-of` and the server's first re-scoring that cost.
         let started = std::time::Instant::now();
-        store.reader()?.prepare_rollup(&config.model)?;
+        store.reader()?.prepare_derived(&config.model)?;
         tracing::info!(
             ms = started.elapsed().as_millis() as u64,
-            "daily rollup up to date"
+            "daily rollup and account rows up to date"
         );
     }
     Ok(summary)
