@@ -27,6 +27,14 @@ pub enum StoreError {
     /// says why.
     #[error("the store stopped accepting writes")]
     Stopped,
+    /// A query returned a column of another type than its reader expects (a bug in upmarket).
+    #[error("result column {column} has unexpected type {ty}")]
+    UnexpectedColumn {
+        /// The column's name.
+        column: String,
+        /// Its type as Arrow names it.
+        ty: String,
+    },
     /// Serializing an event's JSON failed (cannot happen for values that came from JSON).
     #[error("cannot serialize event JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -16,6 +16,7 @@ use duckdb::Connection;
 use upmarket_core::model::{Level, Model, Signal, SignalKind, SignalValue, VelocityMetric};
 
 use crate::attribution::{attribution_with, IdentityRelations};
+use crate::columns;
 use crate::scoring::{account_column, debug_elapsed, in_list, timestamp_literal};
 use crate::{AccountSignals, StoreError};
 
@@ -67,28 +68,40 @@ fn fetch(conn: &Connection, model: &Model, sql: &str) -> Result<Vec<Row>, StoreE
     let (marked, traits) = marked_and_traits(model);
     tracing::trace!(%sql, "few: candidate rows");
     let mut stmt = conn.prepare(sql)?;
-    let mut q = stmt.query([])?;
     let mut rows = Vec::new();
-    while let Some(r) = q.next()? {
-        let mut marks = Vec::with_capacity(marked.len());
-        for k in 0..marked.len() {
-            marks.push(r.get::<_, Option<i64>>(7 + k)?);
+    for batch in stmt.stream_arrow([])? {
+        let batch = batch?;
+        let account = columns::strings(&batch, 0)?;
+        let user_id = columns::strings(&batch, 1)?;
+        let anonymous_id = columns::strings(&batch, 2)?;
+        let person = columns::strings(&batch, 3)?;
+        let at = columns::timestamps(&batch, 4)?;
+        let event = columns::strings(&batch, 5)?;
+        let seq = columns::ints(&batch, 6)?;
+        let marks = (0..marked.len())
+            .map(|k| columns::ints(&batch, 7 + k))
+            .collect::<Result<Vec<_>, _>>()?;
+        let values = (0..traits.len())
+            .map(|k| columns::strings(&batch, 7 + marked.len() + k))
+            .collect::<Result<Vec<_>, _>>()?;
+        let owned = |s: Option<&str>| s.map(str::to_string);
+        for r in 0..batch.num_rows() {
+            // Timestamps and seq are NOT NULL in every table the candidates come from.
+            let (Some(at), Some(seq)) = (at[r], seq[r]) else {
+                continue;
+            };
+            rows.push(Row {
+                account: owned(account[r]),
+                user_id: owned(user_id[r]),
+                anonymous_id: owned(anonymous_id[r]),
+                person: person[r].unwrap_or_default().to_string(),
+                at,
+                event: owned(event[r]),
+                seq,
+                marks: marks.iter().map(|m| m[r]).collect(),
+                traits: values.iter().map(|v| owned(v[r])).collect(),
+            });
         }
-        let mut values = Vec::with_capacity(traits.len());
-        for k in 0..traits.len() {
-            values.push(r.get::<_, Option<String>>(7 + marked.len() + k)?);
-        }
-        rows.push(Row {
-            account: r.get(0)?,
-            user_id: r.get(1)?,
-            anonymous_id: r.get(2)?,
-            person: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
-            at: r.get(4)?,
-            event: r.get(5)?,
-            seq: r.get(6)?,
-            marks,
-            traits: values,
-        });
     }
     rows.sort_by_key(|r| r.seq);
     rows.dedup_by_key(|r| r.seq);
@@ -311,7 +324,13 @@ pub(crate) fn measure_few(
         all.dedup();
         rows = fetch(conn, model, &few_sql(model, &candidates, &all))?;
     }
-    debug_elapsed(started, "few: fetched");
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        rows = rows.len(),
+        workspaces = workspaces.len(),
+        ids = ids.len(),
+        "few: fetched"
+    );
     Ok(evaluate(model, as_of, accounts, &rows))
 }
 

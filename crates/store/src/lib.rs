@@ -16,6 +16,7 @@
 
 mod account_rows;
 mod attribution;
+mod columns;
 mod duckdb_store;
 pub mod error;
 mod few;

@@ -60,9 +60,12 @@ fn stage(
     scores: &[(String, ScoreDetails)],
     with_details: bool,
 ) -> Result<(), StoreError> {
+    // Created once per connection and emptied: re-creating it was a catalog change on every
+    // re-scoring.
     conn.execute_batch(
-        "CREATE OR REPLACE TEMP TABLE new_scores (level VARCHAR, account_id VARCHAR, model_name VARCHAR, model_version INTEGER,
-         as_of TIMESTAMP, score DOUBLE, tier VARCHAR, pqa BOOLEAN, details VARCHAR)",
+        "CREATE TEMP TABLE IF NOT EXISTS new_scores (level VARCHAR, account_id VARCHAR, model_name VARCHAR, model_version INTEGER,
+         as_of TIMESTAMP, score DOUBLE, tier VARCHAR, pqa BOOLEAN, details VARCHAR);
+         DELETE FROM temp.new_scores;",
     )?;
     let mut app = conn.appender_to_catalog_and_db("new_scores", "temp", "main")?;
     let level = level_str(model.level);
@@ -112,8 +115,9 @@ pub fn save_current(
     as_of: NaiveDateTime,
     scores: &[(String, ScoreDetails)],
 ) -> Result<Vec<TierChange>, StoreError> {
+    let started = std::time::Instant::now();
     stage(conn, model, as_of, scores, true)?;
-    in_transaction(conn, || {
+    let saved = in_transaction(conn, || {
         let mut stmt = conn.prepare_cached(
             "INSERT INTO tier_changes
              SELECT n.as_of, n.level, n.account_id, n.model_name, n.model_version, c.tier, n.tier, n.score
@@ -130,7 +134,13 @@ pub fn save_current(
              SELECT level, account_id, model_name, model_version, as_of, score, tier, pqa, details::JSON FROM temp.new_scores",
         )?;
         Ok(changes)
-    })
+    })?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        accounts = scores.len(),
+        "current scores saved"
+    );
+    Ok(saved)
 }
 
 /// A `tier_changes` row selected as changed_at, account_id, from_tier, to_tier, score.
