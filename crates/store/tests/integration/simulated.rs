@@ -264,10 +264,16 @@ fn rescoring_from_account_rows_matches_scoring_all_as_they_grow() {
         )
         .unwrap()
     };
-    let check = |store: &upmarket_store::DuckDbStore, stage: &str| {
+    // Every ninth account, and the accounts of `people` (the group-less events' people).
+    let check = |store: &upmarket_store::DuckDbStore, stage: &str, people: &[(String, String)]| {
         let session = store.reader().unwrap();
         let all = session.measure(&model, as_of, None).unwrap();
-        for a in all.iter().step_by(9) {
+        let chosen = all
+            .iter()
+            .enumerate()
+            .filter(|(i, a)| i % 9 == 0 || people.iter().any(|(_, g)| *g == a.account_id))
+            .map(|(_, a)| a);
+        for a in chosen {
             let one = session
                 .measure(&model, as_of, Some(std::slice::from_ref(&a.account_id)))
                 .unwrap();
@@ -280,7 +286,25 @@ fn rescoring_from_account_rows_matches_scoring_all_as_they_grow() {
     for (n, chunk) in events.chunks(events.len() / 12 + 1).enumerate() {
         store.append(chunk).unwrap();
         store.flush().unwrap();
-        check(&store, &format!("after chunk {n}"));
+        // Group-less events that count (core feature use by known members) in every run, so
+        // the base's indexed copy of its group-less rows must follow each merge.
+        let people = members(&conn, 12);
+        let groupless: Vec<_> = people
+            .iter()
+            .enumerate()
+            .map(|(i, (user, _))| {
+                let when = (as_of - chrono::Days::new(1 + i as u64))
+                    .and_utc()
+                    .to_rfc3339();
+                crate::ev(serde_json::json!({
+                    "type": "track", "event": "Report Created", "userId": user,
+                    "messageId": format!("grow-{n}-{i}"), "timestamp": when,
+                }))
+            })
+            .collect();
+        store.append(&groupless).unwrap();
+        store.flush().unwrap();
+        check(&store, &format!("after chunk {n}"), &people);
         seen.push(state(&conn));
     }
     assert!(
@@ -316,7 +340,7 @@ fn rescoring_from_account_rows_matches_scoring_all_as_they_grow() {
     let before = state(&conn);
     store.append(&late).unwrap();
     store.flush().unwrap();
-    check(&store, "with a raw tail");
+    check(&store, "with a raw tail", &people);
     assert_eq!(
         state(&conn),
         before,
