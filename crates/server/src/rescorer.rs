@@ -52,6 +52,7 @@ pub fn run(
     interval: Duration,
     stop: Arc<AtomicBool>,
 ) {
+    lower_priority();
     let started = Instant::now();
     let mut clock = match session.scoring_clock() {
         Ok(t) => t,
@@ -87,7 +88,8 @@ pub fn run(
         match rescore_touched(session.as_ref(), &model, watermark, &mut clock) {
             Ok((n, newest)) => {
                 if n > 0 {
-                    tracing::debug!(accounts = n, "re-scored");
+                    let ms = pass.elapsed().as_millis() as u64;
+                    tracing::debug!(accounts = n, ms, "re-scored");
                 }
                 watermark = newest;
             }
@@ -103,3 +105,26 @@ pub fn run(
 
 /// After a pass, the re-scorer waits at least this many times the pass's length.
 pub const DUTY_WAIT: u32 = 3;
+
+/// The re-scorer's nice value: background work, below the writer and the request handlers.
+pub const NICE: i32 = 10;
+
+/// Gives the calling thread (the re-scorer) a lower scheduling priority, so that on a busy
+/// machine ingestion gets the CPU first and re-scoring takes what is left; on an idle one
+/// nothing changes. Measured on 2 cores, 32 HTTP clients: during a bulk load the re-scorer
+/// had taken 22% of the machine's CPU (one pass of 327 accounts lasted 3 s, planning its
+/// queries' IN lists above all) against the writer's 38%. Linux only (there a nice value is
+/// per thread); elsewhere, and if the call fails, the thread keeps the default priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority take and return plain integers; no memory is shared.
+        let result = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, NICE)
+        };
+        if result != 0 {
+            tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the re-scorer's priority");
+        }
+    }
+}

@@ -3,6 +3,10 @@
 //! one transaction (group commit), so many small requests cost one fsync, and it answers each
 //! request only after that transaction committed: a 200 means durable. When no request has come
 //! for a moment, and before it stops, it lets the store write what it deferred.
+//!
+//! The writer thread is the ingestion bottleneck, so it does nothing a handler can do: events
+//! arrive prepared (JSON columns serialized, keys computed: [`PreparedEvent`]) and go back with
+//! the answer, to be freed on the handler's thread.
 
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
@@ -10,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 use upmarket_core::Event;
-use upmarket_store::{AppendStatus, Store};
+use upmarket_store::{AppendStatus, PreparedEvent, Store};
 
 /// Why a write did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +30,17 @@ pub enum WriteError {
     Store(String),
 }
 
+/// What the writer answers: one status per event, and the events themselves (freed by the
+/// receiver, not by the writer).
+type Reply = Result<(Vec<AppendStatus>, Vec<PreparedEvent>), WriteError>;
+
 struct Request {
-    events: Vec<Event>,
-    reply: oneshot::Sender<Result<Vec<AppendStatus>, WriteError>>,
+    events: Vec<PreparedEvent>,
+    reply: oneshot::Sender<Reply>,
+}
+
+fn prepare(events: Vec<Event>) -> Result<Vec<PreparedEvent>, WriteError> {
+    PreparedEvent::all(events).map_err(|e| WriteError::Store(e.to_string()))
 }
 
 /// The handlers' side of the writer. Cheap to clone.
@@ -56,23 +68,29 @@ pub fn spawn_writer(
 impl WriterHandle {
     /// Queues `events` and waits until they are committed. Returns one status per event.
     pub async fn write(&self, events: Vec<Event>) -> Result<Vec<AppendStatus>, WriteError> {
+        let events = prepare(events)?;
         let (reply, answer) = oneshot::channel();
         match self.queue.try_send(Request { events, reply }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(WriteError::Saturated),
             Err(TrySendError::Disconnected(_)) => return Err(WriteError::Stopped),
         }
-        answer.await.map_err(|_| WriteError::Stopped)?
+        let (statuses, events) = answer.await.map_err(|_| WriteError::Stopped)??;
+        drop(events);
+        Ok(statuses)
     }
 
     /// Like [`WriterHandle::write`] but waits for room in the queue instead of failing; for
     /// in-process importers, which would rather slow down than be refused.
     pub fn write_blocking(&self, events: Vec<Event>) -> Result<Vec<AppendStatus>, WriteError> {
+        let events = prepare(events)?;
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Request { events, reply })
             .map_err(|_| WriteError::Stopped)?;
-        answer.blocking_recv().map_err(|_| WriteError::Stopped)?
+        let (statuses, events) = answer.blocking_recv().map_err(|_| WriteError::Stopped)??;
+        drop(events);
+        Ok(statuses)
     }
 }
 
@@ -107,12 +125,12 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Request>, max_commit_events: usiz
             }
         }
         let lens: Vec<usize> = group.iter().map(|r| r.events.len()).collect();
-        let all: Vec<Event> = group
-            .iter_mut()
-            .flat_map(|r| std::mem::take(&mut r.events))
-            .collect();
+        let mut all: Vec<PreparedEvent> = Vec::with_capacity(total);
+        for r in &mut group {
+            all.append(&mut r.events);
+        }
         let started = std::time::Instant::now();
-        match store.append(&all) {
+        match store.append_prepared(&all) {
             Ok(statuses) => {
                 tracing::debug!(
                     events = all.len(),
@@ -120,12 +138,13 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Request>, max_commit_events: usiz
                     ms = started.elapsed().as_millis() as u64,
                     "committed"
                 );
-                // The requests' events were concatenated in order; hand each its own slice.
-                let mut rest = statuses.as_slice();
-                for (r, n) in group.into_iter().zip(lens) {
-                    let (mine, tail) = rest.split_at(n.min(rest.len()));
-                    rest = tail;
-                    let _ = r.reply.send(Ok(mine.to_vec()));
+                // The requests' events were concatenated in order; hand each its own slice
+                // (and its events back), last request first.
+                let mut statuses = statuses;
+                for (r, n) in group.into_iter().zip(lens).rev() {
+                    let mine = statuses.split_off(statuses.len().saturating_sub(n));
+                    let events = all.split_off(all.len().saturating_sub(n));
+                    let _ = r.reply.send(Ok((mine, events)));
                 }
             }
             Err(err) => {

@@ -406,9 +406,9 @@ struct GatedStore {
 }
 
 impl Store for GatedStore {
-    fn append(
+    fn append_prepared(
         &mut self,
-        events: &[upmarket_core::Event],
+        events: &[upmarket_store::PreparedEvent],
     ) -> Result<Vec<upmarket_store::AppendStatus>, upmarket_store::StoreError> {
         let _ = self.entered.send(());
         let (lock, cvar) = &*self.open;
@@ -417,7 +417,7 @@ impl Store for GatedStore {
             open = cvar.wait(open).unwrap();
         }
         drop(open);
-        self.inner.append(events)
+        self.inner.append_prepared(events)
     }
 
     fn reader(&self) -> Result<Box<dyn StoreSession>, upmarket_store::StoreError> {

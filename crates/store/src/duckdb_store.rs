@@ -8,15 +8,15 @@ use chrono::{DateTime, Utc};
 use duckdb::types::{TimeUnit, Value as DbValue};
 use duckdb::{params, Connection, OptionalExt};
 use serde_json::{Map, Value};
-use upmarket_core::{Event, FreeMailDomains};
+use upmarket_core::FreeMailDomains;
 
 use crate::identity_batch::IdentityBatch;
 use crate::identity_write::{applied_through, facts_after, set_applied_through, write_identity};
 use crate::schema::MIGRATIONS;
 use crate::write_cache::WriteCache;
 use crate::{
-    AccountSignals, AppendStatus, Attribution, HistoryPoint, Store, StoreError, StoreSession,
-    StoreStats, StoredScore, TierChange,
+    AccountSignals, AppendStatus, Attribution, HistoryPoint, PreparedEvent, Store, StoreError,
+    StoreSession, StoreStats, StoredScore, TierChange,
 };
 use chrono::{NaiveDate, NaiveDateTime};
 use upmarket_core::model::{Level, Model, ScoreDetails};
@@ -27,8 +27,8 @@ pub const DB_FILE: &str = "upmarket.duckdb";
 /// WAL size at which DuckDB checkpoints (see [`DuckDbStore::open`]).
 pub const CHECKPOINT_THRESHOLD: &str = "1GB";
 
-/// An event of a batch being appended: its index in the batch, and its dedup key.
-type Keyed<'a> = (usize, &'a Event, i128);
+/// An event of a batch being appended, with its index in the batch.
+type Keyed<'a> = (usize, &'a PreparedEvent);
 
 /// The embedded DuckDB store. The value itself is the writing handle; [`Store::reader`] gives
 /// read handles on the same database for other threads.
@@ -214,9 +214,10 @@ impl DuckDbStore {
                 .appender_to_catalog_and_db(table, catalog, "main")?,
             None => self.conn.appender(table)?,
         };
-        for (n, (_, e, key)) in events.iter().enumerate() {
+        for (n, (_, p)) in events.iter().enumerate() {
+            let e = &p.event;
             app.append_row(params![
-                DbValue::HugeInt(*key),
+                DbValue::HugeInt(p.key),
                 first_seq + n as i64,
                 e.message_id,
                 e.kind.as_str(),
@@ -230,9 +231,9 @@ impl DuckDbStore {
                 opt_ts(e.original_timestamp),
                 opt_ts(e.sent_at),
                 ts(e.received_at),
-                json_or_null(&e.properties)?,
-                json_or_null(&e.traits)?,
-                json_or_null(&e.context)?,
+                p.properties,
+                p.traits,
+                p.context,
                 e.source.as_str(),
             ])?;
         }
@@ -244,7 +245,7 @@ impl DuckDbStore {
     /// event is already stored: the primary key refuses the whole append.
     fn insert_new(&self, events: &[Keyed]) -> Result<HashSet<i128>, StoreError> {
         self.append_rows("events", None, events, self.next_seq)?;
-        Ok(events.iter().map(|(_, _, key)| *key).collect())
+        Ok(events.iter().map(|(_, p)| p.key).collect())
     }
 
     /// The slow path, for batches holding events stored before: stage, then
@@ -274,9 +275,9 @@ impl DuckDbStore {
             let t1 = Instant::now();
             if self.identity_delay.is_zero() {
                 let mut facts = std::mem::take(&mut self.pending);
-                for (_, e, key) in events {
-                    if inserted.contains(key) {
-                        facts.add(e);
+                for (_, p) in events {
+                    if inserted.contains(&p.key) {
+                        facts.add(&p.event);
                     }
                 }
                 let through = self.next_seq + events.len() as i64 - 1;
@@ -308,7 +309,10 @@ impl DuckDbStore {
 }
 
 impl Store for DuckDbStore {
-    fn append(&mut self, events: &[Event]) -> Result<Vec<AppendStatus>, StoreError> {
+    fn append_prepared(
+        &mut self,
+        events: &[PreparedEvent],
+    ) -> Result<Vec<AppendStatus>, StoreError> {
         let mut statuses = vec![AppendStatus::Duplicate; events.len()];
         // Within the batch, the first copy of a messageId is the one stored; retries of
         // recently committed events are answered from memory.
@@ -316,8 +320,7 @@ impl Store for DuckDbStore {
         let unique: Vec<Keyed> = events
             .iter()
             .enumerate()
-            .map(|(i, e)| (i, e, e.dedup_key()))
-            .filter(|(_, _, key)| !self.cache.recent.contains(*key) && seen.insert(*key))
+            .filter(|(_, p)| !self.cache.recent.contains(p.key) && seen.insert(p.key))
             .collect();
         if unique.is_empty() {
             return Ok(statuses);
@@ -334,14 +337,14 @@ impl Store for DuckDbStore {
         };
         self.next_seq += unique.len() as i64;
         let deferred = !self.identity_delay.is_zero();
-        for &(i, e, key) in &unique {
-            if inserted.contains(&key) {
+        for &(i, p) in &unique {
+            if inserted.contains(&p.key) {
                 statuses[i] = AppendStatus::Stored;
                 if deferred {
-                    self.pending.add(e);
+                    self.pending.add(&p.event);
                 }
             }
-            self.cache.recent.insert(key);
+            self.cache.recent.insert(p.key);
         }
         if deferred {
             self.pending_through = self.next_seq - 1;

@@ -22,6 +22,7 @@ pub mod error;
 mod few;
 mod identity_batch;
 mod identity_write;
+mod prepared;
 mod rollup;
 pub mod schema;
 pub mod scores;
@@ -44,6 +45,7 @@ use upmarket_core::model::{Level, Model, ScoreDetails};
 
 pub use duckdb_store::{DuckDbStore, DB_FILE};
 pub use error::StoreError;
+pub use prepared::PreparedEvent;
 pub use scores::{HistoryPoint, StoredScore, TierChange};
 pub use scoring::AccountSignals;
 use upmarket_core::Event;
@@ -104,7 +106,15 @@ pub fn clock_for(latest: Option<NaiveDateTime>, now: NaiveDateTime) -> NaiveDate
 pub trait Store: Send {
     /// Durably stores a batch in one transaction: when this returns `Ok`, every event is
     /// committed (or was already there). Returns one status per input event, in order.
-    fn append(&mut self, events: &[Event]) -> Result<Vec<AppendStatus>, StoreError>;
+    fn append_prepared(
+        &mut self,
+        events: &[PreparedEvent],
+    ) -> Result<Vec<AppendStatus>, StoreError>;
+
+    /// [`Store::append_prepared`] for events not prepared yet (preparing them on this thread).
+    fn append(&mut self, events: &[Event]) -> Result<Vec<AppendStatus>, StoreError> {
+        self.append_prepared(&PreparedEvent::all(events.to_vec())?)
+    }
 
     /// Writes whatever derived data the store deferred (identity facts the server lets wait a
     /// moment). The writer calls it when idle and before stopping. Events themselves are

@@ -15,7 +15,7 @@ use upmarket_core::segment::{event_from_object, BatchDefaults, ParseContext};
 use upmarket_core::{Event, EventError, IngestSource};
 use upmarket_server::Config;
 use upmarket_store::tabular::{for_each_row, TabularFormat};
-use upmarket_store::{AppendStatus, Store, StoreError};
+use upmarket_store::{AppendStatus, PreparedEvent, Store, StoreError};
 
 /// Arguments of `upmarket import`.
 #[derive(clap::Args)]
@@ -113,10 +113,12 @@ impl ImportSummary {
 
 /// Parses rows into batches and hands them to the appending thread (see [`import_with_format`]).
 struct Importer {
-    batches: std::sync::mpsc::SyncSender<Vec<Event>>,
+    batches: std::sync::mpsc::SyncSender<Vec<PreparedEvent>>,
+    /// Batches the appending thread is done with, freed here (that thread is the bottleneck).
+    done: std::sync::mpsc::Receiver<Vec<PreparedEvent>>,
     ctx: ParseContext,
     group_type: String,
-    batch: Vec<Event>,
+    batch: Vec<PreparedEvent>,
     batch_size: usize,
     summary: ImportSummary,
 }
@@ -148,7 +150,7 @@ impl Importer {
         self.summary.rows += 1;
         match result {
             Ok(e) => {
-                self.batch.push(e);
+                self.batch.push(PreparedEvent::new(e)?);
                 if self.batch.len() >= self.batch_size {
                     self.flush()?;
                 }
@@ -176,7 +178,11 @@ impl Importer {
             return Ok(());
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.batch_size));
-        self.batches.send(batch).map_err(|_| StoreError::Stopped)
+        self.batches.send(batch).map_err(|_| StoreError::Stopped)?;
+        while let Ok(used) = self.done.try_recv() {
+            drop(used);
+        }
+        Ok(())
     }
 }
 
@@ -256,12 +262,15 @@ fn import_with_format(
     );
     // Two threads: this one reads and validates rows, the other appends finished batches, so
     // parsing the next batch overlaps the store's work on the last (both cores busy).
-    let (batches, incoming) = std::sync::mpsc::sync_channel::<Vec<Event>>(2);
+    let (batches, incoming) = std::sync::mpsc::sync_channel::<Vec<PreparedEvent>>(2);
+    let (give_back, done) = std::sync::mpsc::channel::<Vec<PreparedEvent>>();
     std::thread::scope(|scope| -> anyhow::Result<ImportSummary> {
         let appender = scope.spawn(move || -> Result<(u64, u64), StoreError> {
             let (mut stored, mut duplicates) = (0u64, 0u64);
             for batch in incoming {
-                let statuses = store.append(&batch)?;
+                let statuses = store.append_prepared(&batch)?;
+                // Freed by the parsing thread; if it has stopped, here.
+                let _ = give_back.send(batch);
                 let new = statuses
                     .iter()
                     .filter(|s| **s == AppendStatus::Stored)
@@ -274,6 +283,7 @@ fn import_with_format(
         });
         let mut importer = Importer {
             batches,
+            done,
             ctx: ParseContext {
                 received_at: chrono::Utc::now(),
                 source: IngestSource::Import,
