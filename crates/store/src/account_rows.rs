@@ -338,6 +338,19 @@ fn key_sql(tagged: &str) -> String {
     format!("md5_number_upper({tagged})")
 }
 
+/// The key of `tagged` (an id with its tag) computed here, as a SQL literal: what
+/// [`key_sql`] gives in DuckDB (the first 8 bytes of the MD5 digest, little-endian). Readers
+/// send literals, not `md5_number_upper(…)` calls: a re-scoring pass over 327 accounts named
+/// 2,199 keys, and binding and folding those calls was most of its planning (planner 198 →
+/// 21 ms, optimizer 95 → 29 ms with literals; Python's DuckDB on the same query).
+fn key_literal(tagged: &str) -> String {
+    use md5::{Digest, Md5};
+    let digest = Md5::digest(tagged.as_bytes());
+    let mut upper = [0u8; 8];
+    upper.copy_from_slice(&digest[..8]);
+    format!("{}::UBIGINT", u64::from_le_bytes(upper))
+}
+
 /// Above this many keys (of groups, or of people's ids), one scan with an IN list instead of
 /// one equality scan per key.
 const MAX_KEY_SCANS: usize = 64;
@@ -373,12 +386,9 @@ pub(crate) fn candidates_sql(
     let stored = stored_columns(model);
     let group_keys: Vec<String> = workspaces
         .iter()
-        .map(|w| key_sql(&quote_literal(&format!("g{w}"))))
+        .map(|w| key_literal(&format!("g{w}")))
         .collect();
-    let id_keys: Vec<String> = ids
-        .iter()
-        .map(|i| key_sql(&quote_literal(&format!("i{i}"))))
-        .collect();
+    let id_keys: Vec<String> = ids.iter().map(|i| key_literal(&format!("i{i}"))).collect();
     // Only the time bounds here: a filter on the ids would be copied into every key's scan
     // and cost more than the scans (30 ms for 47 keys at 10M events); a hash collision's
     // extra rows are attributed to their own accounts, and duplicates are dropped by `seq`.
@@ -451,4 +461,27 @@ pub(crate) fn raw_candidates_sql(
             crate::scoring::in_list(workspaces)
         ))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_computed_here_equal_duckdbs() {
+        let conn = Connection::open_in_memory().unwrap();
+        for id in ["gws1-0", "iu92575-0-0", "ianon-éñ-漢字", "g", "i'quoted'"] {
+            let ours: u64 = conn
+                .query_row(&format!("SELECT {}", key_literal(id)), [], |r| r.get(0))
+                .unwrap();
+            let duckdb: u64 = conn
+                .query_row(
+                    &format!("SELECT {}", key_sql(&quote_literal(id))),
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(ours, duckdb, "{id}");
+        }
+    }
 }
