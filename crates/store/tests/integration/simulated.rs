@@ -36,6 +36,11 @@ fn members(conn: &duckdb::Connection, limit: usize) -> Vec<(String, String)> {
     .unwrap()
 }
 
+/// The RFC 3339 time `days` days before `as_of`.
+fn days_before(as_of: chrono::NaiveDateTime, days: u64) -> String {
+    (as_of - chrono::Days::new(days)).and_utc().to_rfc3339()
+}
+
 /// The simulator's events for `accounts` companies, parsed.
 fn simulated_events(accounts: u64, seed: u64) -> (Vec<upmarket_core::Event>, SimConfig) {
     let dir = tempfile::tempdir().unwrap();
@@ -168,9 +173,7 @@ fn scoring_from_the_rollup_equals_scoring_raw_events() {
     let people = members(&conn, 40);
     let mut late = Vec::new();
     for (n, (user, group)) in people.iter().enumerate() {
-        let when = (as_of - chrono::Days::new(1 + (n as u64 % 40)))
-            .and_utc()
-            .to_rfc3339();
+        let when = days_before(as_of, 1 + (n as u64 % 40));
         let context = if n % 3 == 0 {
             serde_json::json!({})
         } else {
@@ -293,9 +296,7 @@ fn rescoring_from_account_rows_matches_scoring_all_as_they_grow() {
             .iter()
             .enumerate()
             .map(|(i, (user, _))| {
-                let when = (as_of - chrono::Days::new(1 + i as u64))
-                    .and_utc()
-                    .to_rfc3339();
+                let when = days_before(as_of, 1 + i as u64);
                 crate::ev(serde_json::json!({
                     "type": "track", "event": "Report Created", "userId": user,
                     "messageId": format!("grow-{n}-{i}"), "timestamp": when,
@@ -322,9 +323,7 @@ fn rescoring_from_account_rows_matches_scoring_all_as_they_grow() {
         .iter()
         .enumerate()
         .map(|(n, (user, group))| {
-            let when = (as_of - chrono::Days::new(1 + n as u64))
-                .and_utc()
-                .to_rfc3339();
+            let when = days_before(as_of, 1 + n as u64);
             let context = if n % 2 == 0 {
                 serde_json::json!({})
             } else {
