@@ -35,6 +35,9 @@ pub enum StoreError {
         /// Its type as Arrow names it.
         ty: String,
     },
+    /// A query returned NULL where its reader needs a value (a bug in upmarket).
+    #[error("unexpected NULL: {0}")]
+    UnexpectedNull(&'static str),
     /// Serializing an event's JSON failed (cannot happen for values that came from JSON).
     #[error("cannot serialize event JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -86,9 +86,11 @@ fn fetch(conn: &Connection, model: &Model, sql: &str) -> Result<Vec<Row>, StoreE
             .collect::<Result<Vec<_>, _>>()?;
         let owned = |s: Option<&str>| s.map(str::to_string);
         for r in 0..batch.num_rows() {
-            // Timestamps and seq are NOT NULL in every table the candidates come from.
+            // NOT NULL in every table the candidates come from: a NULL here is a bug.
             let (Some(at), Some(seq)) = (at[r], seq[r]) else {
-                continue;
+                return Err(StoreError::UnexpectedNull(
+                    "timestamp or seq of a candidate row",
+                ));
             };
             rows.push(Row {
                 account: owned(account[r]),
