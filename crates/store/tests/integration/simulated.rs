@@ -240,6 +240,20 @@ fn rescoring_a_few_accounts_matches_scoring_all() {
             .cloned()
             .collect();
         assert_eq!(several, expected, "{level}: several accounts at once");
+        // Regression: an account nobody belongs to (no workspace, no person: a company known
+        // by no one) made an empty candidate query, a SQL error instead of no account.
+        let unknown = session
+            .measure(
+                &model,
+                as_of,
+                Some(&["no-such-account.example".to_string()]),
+            )
+            .unwrap();
+        assert_eq!(
+            unknown,
+            vec![],
+            "{level}: an unknown account measures to nothing"
+        );
         eprintln!(
             "{} at {level} level: {checked} accounts re-scored alone, 6 together, all equal",
             model.name
