@@ -17,6 +17,13 @@ use upmarket_server::Config;
 use upmarket_store::tabular::{for_each_row, TabularFormat};
 use upmarket_store::{AppendStatus, PreparedEvent, Store, StoreError};
 
+/// How long identity facts of imported events may wait to be written together (as the
+/// server's writer does with `ingest.identity_flush_ms`): one identity transaction per couple
+/// of seconds instead of one per batch of events. Nothing reads the store during an import
+/// (DuckDB's file lock), the import writes them all before it ends, and a crash loses none
+/// (they are replayed from the events at the next open). 1M events: 103k → 110–121k events/s.
+pub const IDENTITY_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Arguments of `upmarket import`.
 #[derive(clap::Args)]
 pub struct ImportArgs {
