@@ -147,7 +147,7 @@ pub(crate) struct AccountRows {
 }
 
 /// The layout of the tables; part of their names, so a build with another layout creates its
-/// own tables (and the old ones are dropped once unused, [`crate::rollup::drop_stale`]).
+/// own tables (and drops those of layout 1, [`drop_earlier_layouts`]).
 /// 2: the base's group-less rows also in an indexed `_ids` table.
 const LAYOUT: u32 = 2;
 
@@ -159,6 +159,34 @@ fn names(model: &Model) -> (String, String, String) {
     let delta = format!("{base}_delta");
     let ids = format!("{base}_ids");
     (base, delta, ids)
+}
+
+/// Drops the account rows of layout 1 (before [`LAYOUT`] 2 every table set had no `_ids`
+/// table), whatever model they were for: no build reads them any more, and at 100M events
+/// they hold ~3 GB that would otherwise wait 30 days for [`crate::rollup::drop_stale`].
+fn drop_earlier_layouts(conn: &Connection) -> Result<(), StoreError> {
+    let old: Vec<String> = conn
+        .prepare(
+            "SELECT r.name FROM account_row_tables r
+             WHERE NOT EXISTS (SELECT 1 FROM duckdb_tables() t
+                               WHERE t.database_name = current_database()
+                                 AND t.schema_name = 'main' AND t.table_name = r.name || '_ids')",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for name in &old {
+        for table in [name.clone(), format!("{name}_delta")] {
+            conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote_ident(&table)))?;
+        }
+        conn.execute(
+            "DELETE FROM account_row_tables WHERE name = ?",
+            params![name],
+        )?;
+    }
+    if !old.is_empty() {
+        tracing::info!(dropped = ?old, "account rows of an earlier layout dropped");
+    }
+    Ok(())
 }
 
 /// (Re)creates `ids` from the group-less rows of `base`, with an ART index on the key. The
@@ -259,6 +287,7 @@ fn maintain(
     let (base_through, runs) = match state {
         None => {
             crate::rollup::drop_stale(conn, "account_row_tables", &["_delta", "_ids"])?;
+            drop_earlier_layouts(conn)?;
             let all = keyed_rows(model, &format!("seq <= {newest}"));
             conn.execute_batch(&format!(
                 "CREATE OR REPLACE TABLE {b} AS {all} ORDER BY groupless, k, seq;
@@ -466,6 +495,48 @@ pub(crate) fn raw_candidates_sql(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn creating_account_rows_drops_those_of_the_earlier_layout() {
+        let store =
+            crate::DuckDbStore::open_in_memory(&upmarket_core::FreeMailDomains::default()).unwrap();
+        let conn = store.sql_connection().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE account_rows_00000000deadbeef (k UBIGINT);
+             CREATE TABLE account_rows_00000000deadbeef_delta (k UBIGINT);
+             INSERT INTO account_row_tables VALUES
+                 ('account_rows_00000000deadbeef', 0, 0, 0, current_timestamp);",
+        )
+        .unwrap();
+        let model = Model::from_toml(
+            &std::fs::read_to_string(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/default.toml"),
+            )
+            .unwrap(),
+            "default.toml",
+        )
+        .unwrap();
+        let rows = current(&conn, &model).unwrap().unwrap();
+        let tables: Vec<String> = conn
+            .prepare(
+                "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'account_rows_%'
+                 ORDER BY 1",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(tables, vec![rows.base.clone(), rows.delta, rows.ids]);
+        let registered: Vec<String> = conn
+            .prepare("SELECT name FROM account_row_tables")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(registered, vec![rows.base]);
+    }
 
     #[test]
     fn keys_computed_here_equal_duckdbs() {
