@@ -165,24 +165,14 @@ fn names(model: &Model) -> (String, String, String) {
 /// table), whatever model they were for: no build reads them any more, and at 100M events
 /// they hold ~3 GB that would otherwise wait 30 days for [`crate::rollup::drop_stale`].
 fn drop_earlier_layouts(conn: &Connection) -> Result<(), StoreError> {
-    let old: Vec<String> = conn
-        .prepare(
-            "SELECT r.name FROM account_row_tables r
-             WHERE NOT EXISTS (SELECT 1 FROM duckdb_tables() t
-                               WHERE t.database_name = current_database()
-                                 AND t.schema_name = 'main' AND t.table_name = r.name || '_ids')",
-        )?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for name in &old {
-        for table in [name.clone(), format!("{name}_delta")] {
-            conn.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote_ident(&table)))?;
-        }
-        conn.execute(
-            "DELETE FROM account_row_tables WHERE name = ?",
-            params![name],
-        )?;
-    }
+    let old = crate::duckdb_store::strings(
+        conn,
+        "SELECT r.name FROM account_row_tables r
+         WHERE NOT EXISTS (SELECT 1 FROM duckdb_tables() t
+                           WHERE t.database_name = current_database()
+                             AND t.schema_name = 'main' AND t.table_name = r.name || '_ids')",
+    )?;
+    crate::rollup::drop_registered(conn, "account_row_tables", &old, &["_delta"])?;
     if !old.is_empty() {
         tracing::info!(dropped = ?old, "account rows of an earlier layout dropped");
     }
@@ -517,24 +507,15 @@ mod tests {
         )
         .unwrap();
         let rows = current(&conn, &model).unwrap().unwrap();
-        let tables: Vec<String> = conn
-            .prepare(
-                "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'account_rows_%'
-                 ORDER BY 1",
-            )
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let tables = crate::duckdb_store::strings(
+            &conn,
+            "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'account_rows_%'
+             ORDER BY 1",
+        )
+        .unwrap();
         assert_eq!(tables, vec![rows.base.clone(), rows.delta, rows.ids]);
-        let registered: Vec<String> = conn
-            .prepare("SELECT name FROM account_row_tables")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let registered =
+            crate::duckdb_store::strings(&conn, "SELECT name FROM account_row_tables").unwrap();
         assert_eq!(registered, vec![rows.base]);
     }
 

@@ -585,6 +585,13 @@ pub(crate) fn run(conn: &Connection, sql: &str) -> Result<usize, StoreError> {
     Ok(conn.prepare_cached(sql)?.execute([])?)
 }
 
+/// The first column of every row `sql` returns, as strings.
+pub(crate) fn strings(conn: &Connection, sql: &str) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)")?;
     let current: i64 = conn.query_row(

@@ -17,6 +17,7 @@ use upmarket_core::model::{Level, Model, Signal, SignalKind, SignalValue, Veloci
 
 use crate::attribution::{attribution_with, IdentityRelations};
 use crate::columns;
+use crate::duckdb_store::strings;
 use crate::scoring::{account_column, debug_elapsed, in_list, timestamp_literal};
 use crate::{AccountSignals, StoreError};
 
@@ -265,12 +266,6 @@ fn distinct(
         .map(|r| key(r))
         .collect::<HashSet<_>>()
         .len() as f64
-}
-
-fn strings(conn: &Connection, sql: &str) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn.prepare(sql)?;
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
 /// Re-scoring a few accounts: their signals from their candidate events, attributed and

@@ -340,25 +340,36 @@ pub(crate) fn drop_stale(
     let cutoff = crate::scoring::timestamp_literal(
         chrono::Utc::now().naive_utc() - chrono::Duration::days(STALE_AFTER_DAYS.into()),
     );
-    let stale: Vec<String> = conn
-        .prepare(&format!(
-            "SELECT name FROM {registry} WHERE extended_at < {cutoff}"
-        ))?
-        .query_map([], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for name in &stale {
+    let stale = crate::duckdb_store::strings(
+        conn,
+        &format!("SELECT name FROM {registry} WHERE extended_at < {cutoff}"),
+    )?;
+    drop_registered(conn, registry, &stale, suffixes)?;
+    if !stale.is_empty() {
+        tracing::info!(%registry, dropped = ?stale, "stale derived tables dropped");
+    }
+    Ok(())
+}
+
+/// Drops the tables of `names` from `registry` (each name, and the name with each of
+/// `suffixes`) and their registry rows.
+pub(crate) fn drop_registered(
+    conn: &Connection,
+    registry: &str,
+    names: &[String],
+    suffixes: &[&str],
+) -> Result<(), StoreError> {
+    for name in names {
         for suffix in std::iter::once(&"").chain(suffixes) {
             conn.execute_batch(&format!(
                 "DROP TABLE IF EXISTS {}",
                 crate::sql::quote_ident(&format!("{name}{suffix}"))
             ))?;
         }
-    }
-    conn.execute_batch(&format!(
-        "DELETE FROM {registry} WHERE extended_at < {cutoff}"
-    ))?;
-    if !stale.is_empty() {
-        tracing::info!(%registry, dropped = ?stale, "stale derived tables dropped");
+        conn.execute(
+            &format!("DELETE FROM {registry} WHERE name = ?"),
+            duckdb::params![name],
+        )?;
     }
     Ok(())
 }

@@ -114,8 +114,7 @@ pub fn run_demo(args: &DemoArgs, config: &Config) -> anyhow::Result<()> {
     run_simulate(&sim)?;
     let mut config = config.clone();
     config.data_dir = args.dir.join("data");
-    let mut store = crate::open_store(&config)?;
-    store.defer_identity(crate::import::IDENTITY_DELAY);
+    let mut store = crate::import::open_store(&config)?;
     let started = Instant::now();
     let summary = crate::import::import_files(
         &mut store,

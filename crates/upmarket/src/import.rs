@@ -22,7 +22,15 @@ use upmarket_store::{AppendStatus, PreparedEvent, Store, StoreError};
 /// of seconds instead of one per batch of events. Nothing reads the store during an import
 /// (DuckDB's file lock), the import writes them all before it ends, and a crash loses none
 /// (they are replayed from the events at the next open). 1M events: 103k → 110–121k events/s.
-pub const IDENTITY_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+const IDENTITY_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens the store for an import (`upmarket import`, the demo): identity facts deferred by
+/// [`IDENTITY_DELAY`].
+pub fn open_store(config: &Config) -> anyhow::Result<upmarket_store::DuckDbStore> {
+    let mut store = crate::open_store(config)?;
+    store.defer_identity(IDENTITY_DELAY);
+    Ok(store)
+}
 
 /// Arguments of `upmarket import`.
 #[derive(clap::Args)]

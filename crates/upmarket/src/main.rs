@@ -121,8 +121,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Import(args) => {
             let config = load_config(&cli, None)?;
-            let mut store = open_store(&config)?;
-            store.defer_identity(import::IDENTITY_DELAY);
+            let mut store = import::open_store(&config)?;
             let summary = import::run(&mut store, &config, args)?;
             summary.print(args.format_json);
             Ok(())
