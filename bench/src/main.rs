@@ -3,8 +3,10 @@
 //!
 //! - `ingest-http`: sustained ingestion through `upmarket serve` over HTTP (batches of 100,
 //!   several concurrent clients, every batch acknowledged only after commit) against DuckDB's own
-//!   bulk load (`read_json`) of the same NDJSON into a table.
-//! - `import`: `upmarket import FILE` against DuckDB's `read_json` of the same file.
+//!   bulk load (`read_json`) of the same NDJSON into a table, and DuckDB's own durable commits
+//!   of those events into upmarket's table (see [`duckdb_load`]).
+//! - `import`: `upmarket import FILE` against DuckDB's `read_json` of the same file, into a
+//!   table of its own choosing and into upmarket's table.
 //! - `scoring`: `upmarket score` of every account against the same signals hand-written in
 //!   DuckDB SQL and in pandas; then the incremental re-score of one account.
 //!
@@ -18,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
+mod duckdb_load;
 mod scoring;
+mod writer;
 
 #[derive(Parser)]
 struct Cli {
@@ -87,6 +91,23 @@ enum Bench {
     LoadJson {
         #[arg(long)]
         db: PathBuf,
+        /// Into a table `read_json` shapes, or into upmarket's `events` table.
+        #[arg(long, value_enum, default_value = "auto")]
+        shape: duckdb_load::Shape,
+        /// With `--shape upmarket`: append in durable transactions of this many events.
+        #[arg(long)]
+        commit_events: Option<usize>,
+    },
+    /// The writer alone: `append_prepared` in commits of `--commit-events` on a fresh store
+    /// (see `bench/src/writer.rs`; in its own process).
+    Writer {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 3200)]
+        commit_events: usize,
+        /// How long identity facts may wait (the server's `ingest.identity_flush_ms`).
+        #[arg(long, default_value_t = 250)]
+        identity_delay_ms: u64,
     },
     /// Runs the SQL baseline once and prints its rows (used by `scoring`, in its own process).
     Sql {
@@ -138,21 +159,6 @@ fn fresh(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// DuckDB's own bulk load of the NDJSON file into a table, in a fresh database file (the
-/// `load-json` subcommand, run in its own process so its peak memory is its own).
-fn load_json(events: &Path, db: &Path) -> anyhow::Result<()> {
-    let conn = duckdb::Connection::open(db)?;
-    let started = Instant::now();
-    let path = events.display().to_string().replace('\'', "''");
-    conn.execute_batch(&format!(
-        "CREATE TABLE events AS SELECT * FROM read_json('{path}', format = 'newline_delimited', maximum_object_size = 1048576); CHECKPOINT;"
-    ))?;
-    let secs = started.elapsed().as_secs_f64();
-    let n: i64 = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
-    println!("{}", serde_json::json!({"events": n, "secs": secs}));
-    Ok(())
-}
-
 /// The `read_json` baseline: events loaded, seconds, bytes on disk, peak memory (MiB).
 struct Baseline {
     events: u64,
@@ -162,20 +168,32 @@ struct Baseline {
 }
 
 fn duckdb_read_json(cli: &Cli) -> anyhow::Result<Baseline> {
+    duckdb_load_baseline(cli, "auto", None)
+}
+
+/// DuckDB's own load of the events (`load-json`, see [`duckdb_load`]) in its own process.
+fn duckdb_load_baseline(
+    cli: &Cli,
+    shape: &str,
+    commit_events: Option<usize>,
+) -> anyhow::Result<Baseline> {
     let dir = cli.scratch.join("duckdb-baseline");
     fresh(&dir)?;
-    let run = scoring::timed(
-        &std::env::current_exe()?,
-        &[
-            "--upmarket".into(),
-            cli.upmarket.display().to_string(),
-            "--events".into(),
-            cli.events.display().to_string(),
-            "load-json".into(),
-            "--db".into(),
-            dir.join("baseline.duckdb").display().to_string(),
-        ],
-    )?;
+    let mut args = vec![
+        "--upmarket".into(),
+        cli.upmarket.display().to_string(),
+        "--events".into(),
+        cli.events.display().to_string(),
+        "load-json".into(),
+        "--db".into(),
+        dir.join("baseline.duckdb").display().to_string(),
+        "--shape".into(),
+        shape.into(),
+    ];
+    if let Some(n) = commit_events {
+        args.extend(["--commit-events".into(), n.to_string()]);
+    }
+    let run = scoring::timed(&std::env::current_exe()?, &args)?;
     let out: serde_json::Value = serde_json::from_str(run.stdout.trim())?;
     Ok(Baseline {
         events: out["events"].as_u64().unwrap_or(0),
@@ -276,9 +294,14 @@ fn ingest_http(cli: &Cli, clients: usize, batch: usize) -> anyhow::Result<()> {
     drop(server);
     let disk = dir_bytes(&data);
     let b = duckdb_read_json(cli)?;
+    // The largest group commit this many clients can make: DuckDB's own durable appends of
+    // that many events at a time into upmarket's table, the writer's floor.
+    let commit = clients * batch;
+    let floor = duckdb_load_baseline(cli, "upmarket", Some(commit))?;
     let ours = n_events as f64 / secs;
     let base = b.events as f64 / b.secs;
-    println!("| ingest-http | {n_events} events, {clients} clients × {batch}/request | upmarket {ours:.0} ev/s ({secs:.1} s, {retries} × 429), server peak {} MiB | DuckDB read_json {base:.0} ev/s ({:.1} s), peak {} MiB | ratio {:.2} | disk {:.0} B/event (DuckDB table {:.0} B/event) |", rss / 1024, b.secs, b.peak_mib, ours / base, disk as f64 / n_events as f64, b.disk as f64 / b.events.max(1) as f64);
+    let floor_rate = floor.events as f64 / floor.secs;
+    println!("| ingest-http | {n_events} events, {clients} clients × {batch}/request | upmarket {ours:.0} ev/s ({secs:.1} s, {retries} × 429), server peak {} MiB | DuckDB read_json {base:.0} ev/s ({:.1} s), peak {} MiB | ratio {:.2} | DuckDB's own commits of {commit} events into upmarket's table {floor_rate:.0} ev/s ({:.2} of read_json; upmarket {:.2} of it) | disk {:.0} B/event (DuckDB table {:.0} B/event) |", rss / 1024, b.secs, b.peak_mib, ours / base, floor_rate / base, ours / floor_rate, disk as f64 / n_events as f64, b.disk as f64 / b.events.max(1) as f64);
     Ok(())
 }
 
@@ -298,9 +321,11 @@ fn import(cli: &Cli) -> anyhow::Result<()> {
     let summary: serde_json::Value = serde_json::from_str(&run.stdout)?;
     let n = summary["stored"].as_u64().unwrap_or(0);
     let b = duckdb_read_json(cli)?;
+    let same = duckdb_load_baseline(cli, "upmarket", None)?;
     let ours = n as f64 / run.secs;
     let base = b.events as f64 / b.secs;
-    println!("| import | {n} events | upmarket {ours:.0} ev/s ({:.1} s), peak {} MiB | DuckDB read_json {base:.0} ev/s ({:.1} s), peak {} MiB | ratio {:.2} | disk {:.0} B/event (DuckDB table {:.0} B/event) |", run.secs, run.peak_mib, b.secs, b.peak_mib, ours / base, dir_bytes(&data) as f64 / n.max(1) as f64, b.disk as f64 / b.events.max(1) as f64);
+    let same_rate = same.events as f64 / same.secs;
+    println!("| import | {n} events | upmarket {ours:.0} ev/s ({:.1} s), peak {} MiB | DuckDB read_json {base:.0} ev/s ({:.1} s), peak {} MiB | ratio {:.2} | DuckDB read_json into upmarket's table {same_rate:.0} ev/s ({:.2} of read_json; upmarket {:.2} of it) | disk {:.0} B/event (DuckDB table {:.0} B/event) |", run.secs, run.peak_mib, b.secs, b.peak_mib, ours / base, same_rate / base, ours / same_rate, dir_bytes(&data) as f64 / n.max(1) as f64, b.disk as f64 / b.events.max(1) as f64);
     Ok(())
 }
 
@@ -338,7 +363,16 @@ fn main() -> anyhow::Result<()> {
             scratch: &cli.scratch,
         }),
         Bench::LiveOrder { data_dir } => scoring::live_order(data_dir),
-        Bench::LoadJson { db } => load_json(&cli.events, db),
+        Bench::LoadJson {
+            db,
+            shape,
+            commit_events,
+        } => duckdb_load::load_json(&cli.events, db, *shape, *commit_events),
+        Bench::Writer {
+            data_dir,
+            commit_events,
+            identity_delay_ms,
+        } => writer::run(&cli.events, data_dir, *commit_events, *identity_delay_ms),
         Bench::Sql { db, file, as_of } => scoring::run_sql(
             db,
             file,

@@ -408,7 +408,7 @@ struct GatedStore {
 impl Store for GatedStore {
     fn append_prepared(
         &mut self,
-        events: &[upmarket_store::PreparedEvent],
+        events: &[&upmarket_store::PreparedEvent],
     ) -> Result<Vec<upmarket_store::AppendStatus>, upmarket_store::StoreError> {
         let _ = self.entered.send(());
         let (lock, cvar) = &*self.open;

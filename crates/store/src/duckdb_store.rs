@@ -10,6 +10,7 @@ use duckdb::{params, Connection, OptionalExt};
 use serde_json::{Map, Value};
 use upmarket_core::FreeMailDomains;
 
+use crate::event_batch::event_batch;
 use crate::identity_batch::IdentityBatch;
 use crate::identity_write::{applied_through, facts_after, set_applied_through, write_identity};
 use crate::schema::MIGRATIONS;
@@ -29,6 +30,23 @@ pub const CHECKPOINT_THRESHOLD: &str = "1GB";
 
 /// An event of a batch being appended, with its index in the batch.
 type Keyed<'a> = (usize, &'a PreparedEvent);
+
+/// Which events of an append the table took.
+enum Inserted {
+    /// All of them (the fast path: the primary key refused none).
+    All,
+    /// Those with these keys (the slow path skipped events stored before).
+    Only(HashSet<i128>),
+}
+
+impl Inserted {
+    fn contains(&self, key: i128) -> bool {
+        match self {
+            Inserted::All => true,
+            Inserted::Only(keys) => keys.contains(&key),
+        }
+    }
+}
 
 /// The embedded DuckDB store. The value itself is the writing handle; [`Store::reader`] gives
 /// read handles on the same database for other threads.
@@ -51,10 +69,6 @@ pub struct DuckDbStore {
 
 pub(crate) fn ts(t: DateTime<Utc>) -> DbValue {
     DbValue::Timestamp(TimeUnit::Microsecond, t.timestamp_micros())
-}
-
-fn opt_ts(t: Option<DateTime<Utc>>) -> DbValue {
-    t.map_or(DbValue::Null, ts)
 }
 
 pub(crate) fn json_or_null(m: &Map<String, Value>) -> Result<Option<String>, StoreError> {
@@ -214,50 +228,28 @@ impl DuckDbStore {
                 .appender_to_catalog_and_db(table, catalog, "main")?,
             None => self.conn.appender(table)?,
         };
-        for (n, (_, p)) in events.iter().enumerate() {
-            let e = &p.event;
-            app.append_row(params![
-                DbValue::HugeInt(p.key),
-                first_seq + n as i64,
-                e.message_id,
-                e.kind.as_str(),
-                e.event,
-                e.name,
-                e.user_id,
-                e.anonymous_id,
-                e.group_id,
-                e.previous_id,
-                ts(e.timestamp),
-                opt_ts(e.original_timestamp),
-                opt_ts(e.sent_at),
-                ts(e.received_at),
-                p.properties,
-                p.traits,
-                p.context,
-                e.source.as_str(),
-            ])?;
-        }
+        app.append_record_batch(event_batch(events.iter().map(|(_, p)| *p), first_seq)?)?;
         app.flush()?;
         Ok(())
     }
 
     /// The fast path: append straight into `events`. Fails (and the caller rolls back) if any
     /// event is already stored: the primary key refuses the whole append.
-    fn insert_new(&self, events: &[Keyed]) -> Result<HashSet<i128>, StoreError> {
+    fn insert_new(&self, events: &[Keyed]) -> Result<Inserted, StoreError> {
         self.append_rows("events", None, events, self.next_seq)?;
-        Ok(events.iter().map(|(_, p)| p.key).collect())
+        Ok(Inserted::All)
     }
 
     /// The slow path, for batches holding events stored before: stage, then
     /// `INSERT OR IGNORE`, which returns the keys actually inserted.
-    fn insert_or_ignore(&self, events: &[Keyed]) -> Result<HashSet<i128>, StoreError> {
+    fn insert_or_ignore(&self, events: &[Keyed]) -> Result<Inserted, StoreError> {
         run(&self.conn, "DELETE FROM temp.staging_events")?;
         self.append_rows("staging_events", Some("temp"), events, self.next_seq)?;
         let mut stmt = self.conn.prepare_cached(INSERT_EVENTS)?;
         let inserted = stmt
             .query_map([], |row| row.get::<_, i128>(0))?
             .collect::<Result<HashSet<_>, _>>()?;
-        Ok(inserted)
+        Ok(Inserted::Only(inserted))
     }
 
     /// One transaction: insert the events (by `insert`), then, unless identity is deferred,
@@ -266,17 +258,17 @@ impl DuckDbStore {
     fn transact(
         &mut self,
         events: &[Keyed],
-        insert: fn(&Self, &[Keyed]) -> Result<HashSet<i128>, StoreError>,
-    ) -> Result<HashSet<i128>, StoreError> {
+        insert: fn(&Self, &[Keyed]) -> Result<Inserted, StoreError>,
+    ) -> Result<Inserted, StoreError> {
         run(&self.conn, "BEGIN TRANSACTION")?;
-        let result = (|| -> Result<HashSet<i128>, StoreError> {
+        let result = (|| -> Result<Inserted, StoreError> {
             let t0 = Instant::now();
             let inserted = insert(self, events)?;
             let t1 = Instant::now();
             if self.identity_delay.is_zero() {
                 let mut facts = std::mem::take(&mut self.pending);
                 for (_, p) in events {
-                    if inserted.contains(&p.key) {
+                    if inserted.contains(p.key) {
                         facts.add(&p.event);
                     }
                 }
@@ -311,7 +303,7 @@ impl DuckDbStore {
 impl Store for DuckDbStore {
     fn append_prepared(
         &mut self,
-        events: &[PreparedEvent],
+        events: &[&PreparedEvent],
     ) -> Result<Vec<AppendStatus>, StoreError> {
         let mut statuses = vec![AppendStatus::Duplicate; events.len()];
         // Within the batch, the first copy of a messageId is the one stored; retries of
@@ -319,6 +311,7 @@ impl Store for DuckDbStore {
         let mut seen = HashSet::with_capacity(events.len());
         let unique: Vec<Keyed> = events
             .iter()
+            .copied()
             .enumerate()
             .filter(|(_, p)| !self.cache.recent.contains(p.key) && seen.insert(p.key))
             .collect();
@@ -338,7 +331,7 @@ impl Store for DuckDbStore {
         self.next_seq += unique.len() as i64;
         let deferred = !self.identity_delay.is_zero();
         for &(i, p) in &unique {
-            if inserted.contains(&p.key) {
+            if inserted.contains(p.key) {
                 statuses[i] = AppendStatus::Stored;
                 if deferred {
                     self.pending.add(&p.event);

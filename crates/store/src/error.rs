@@ -38,6 +38,9 @@ pub enum StoreError {
     /// A query returned NULL where its reader needs a value (a bug in upmarket).
     #[error("unexpected NULL: {0}")]
     UnexpectedNull(&'static str),
+    /// Building a columnar batch of events failed (a bug in upmarket).
+    #[error("cannot build an event batch: {0}")]
+    Batch(#[from] duckdb::arrow::error::ArrowError),
     /// Serializing an event's JSON failed (cannot happen for values that came from JSON).
     #[error("cannot serialize event JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -19,6 +19,7 @@ mod attribution;
 mod columns;
 mod duckdb_store;
 pub mod error;
+mod event_batch;
 mod few;
 mod identity_batch;
 mod identity_write;
@@ -43,7 +44,7 @@ use std::collections::HashMap;
 use chrono::{NaiveDate, NaiveDateTime};
 use upmarket_core::model::{Level, Model, ScoreDetails};
 
-pub use duckdb_store::{DuckDbStore, DB_FILE};
+pub use duckdb_store::{DuckDbStore, CHECKPOINT_THRESHOLD, DB_FILE};
 pub use error::StoreError;
 pub use prepared::PreparedEvent;
 pub use scores::{HistoryPoint, StoredScore, TierChange};
@@ -108,12 +109,13 @@ pub trait Store: Send {
     /// committed (or was already there). Returns one status per input event, in order.
     fn append_prepared(
         &mut self,
-        events: &[PreparedEvent],
+        events: &[&PreparedEvent],
     ) -> Result<Vec<AppendStatus>, StoreError>;
 
     /// [`Store::append_prepared`] for events not prepared yet (preparing them on this thread).
     fn append(&mut self, events: &[Event]) -> Result<Vec<AppendStatus>, StoreError> {
-        self.append_prepared(&PreparedEvent::all(events.to_vec())?)
+        let prepared = PreparedEvent::all(events.to_vec())?;
+        self.append_prepared(&prepared.iter().collect::<Vec<_>>())
     }
 
     /// Writes whatever derived data the store deferred (identity facts the server lets wait a

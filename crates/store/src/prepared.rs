@@ -1,9 +1,10 @@
 //! Events made ready for the writer: their JSON columns serialized and their dedup key
 //! computed on the caller's thread (a request handler, the import's parsing thread), so the
-//! single writer only appends. Measured on 2 cores with 32 HTTP clients: the writer thread was
+//! single writer only appends. Measured on 2 cores with 32 HTTP clients: the writer thread is
 //! the bottleneck (87% of a core); in its `perf` profile JSON serialization and map walking
-//! were ~4% of the machine's samples and the allocator ~5% (part of that DuckDB's), against
-//! the writer's ~44%.
+//! had been ~4% of the machine's samples and the allocator ~5% (part of that DuckDB's), against
+//! the writer's ~44%. The writer borrows the prepared events (`Store::append_prepared` takes
+//! references) and hands them back with the answer, so they are freed here too.
 
 use upmarket_core::Event;
 

@@ -283,7 +283,7 @@ fn import_with_format(
         let appender = scope.spawn(move || -> Result<(u64, u64), StoreError> {
             let (mut stored, mut duplicates) = (0u64, 0u64);
             for batch in incoming {
-                let statuses = store.append_prepared(&batch)?;
+                let statuses = store.append_prepared(&batch.iter().collect::<Vec<_>>())?;
                 // Freed by the parsing thread; if it has stopped, here.
                 let _ = give_back.send(batch);
                 let new = statuses
