@@ -22,6 +22,16 @@ pub enum Shape {
     Upmarket,
 }
 
+impl Shape {
+    /// The name `--shape` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Shape::Auto => "auto",
+            Shape::Upmarket => "upmarket",
+        }
+    }
+}
+
 /// The events of the file as rows of upmarket's `events` table.
 fn upmarket_rows(events: &Path) -> String {
     let path = events.display().to_string().replace('\'', "''");

@@ -167,14 +167,10 @@ struct Baseline {
     peak_mib: u64,
 }
 
-fn duckdb_read_json(cli: &Cli) -> anyhow::Result<Baseline> {
-    duckdb_load_baseline(cli, "auto", None)
-}
-
 /// DuckDB's own load of the events (`load-json`, see [`duckdb_load`]) in its own process.
 fn duckdb_load_baseline(
     cli: &Cli,
-    shape: &str,
+    shape: duckdb_load::Shape,
     commit_events: Option<usize>,
 ) -> anyhow::Result<Baseline> {
     let dir = cli.scratch.join("duckdb-baseline");
@@ -188,7 +184,7 @@ fn duckdb_load_baseline(
         "--db".into(),
         dir.join("baseline.duckdb").display().to_string(),
         "--shape".into(),
-        shape.into(),
+        shape.name().into(),
     ];
     if let Some(n) = commit_events {
         args.extend(["--commit-events".into(), n.to_string()]);
@@ -293,11 +289,11 @@ fn ingest_http(cli: &Cli, clients: usize, batch: usize) -> anyhow::Result<()> {
     let rss = peak_rss_kib(server.child.id());
     drop(server);
     let disk = dir_bytes(&data);
-    let b = duckdb_read_json(cli)?;
+    let b = duckdb_load_baseline(cli, duckdb_load::Shape::Auto, None)?;
     // The largest group commit this many clients can make: DuckDB's own durable appends of
     // that many events at a time into upmarket's table, the writer's floor.
     let commit = clients * batch;
-    let floor = duckdb_load_baseline(cli, "upmarket", Some(commit))?;
+    let floor = duckdb_load_baseline(cli, duckdb_load::Shape::Upmarket, Some(commit))?;
     let ours = n_events as f64 / secs;
     let base = b.events as f64 / b.secs;
     let floor_rate = floor.events as f64 / floor.secs;
@@ -320,8 +316,8 @@ fn import(cli: &Cli) -> anyhow::Result<()> {
     )?;
     let summary: serde_json::Value = serde_json::from_str(&run.stdout)?;
     let n = summary["stored"].as_u64().unwrap_or(0);
-    let b = duckdb_read_json(cli)?;
-    let same = duckdb_load_baseline(cli, "upmarket", None)?;
+    let b = duckdb_load_baseline(cli, duckdb_load::Shape::Auto, None)?;
+    let same = duckdb_load_baseline(cli, duckdb_load::Shape::Upmarket, None)?;
     let ours = n as f64 / run.secs;
     let base = b.events as f64 / b.secs;
     let same_rate = same.events as f64 / same.secs;
