@@ -14,6 +14,7 @@ use crate::event_batch::event_batch;
 use crate::identity_batch::IdentityBatch;
 use crate::identity_write::{applied_through, facts_after, set_applied_through, write_identity};
 use crate::schema::MIGRATIONS;
+use crate::stored_keys::StoredKeys;
 use crate::write_cache::WriteCache;
 use crate::{
     AccountSignals, AppendStatus, Attribution, HistoryPoint, PreparedEvent, Store, StoreError,
@@ -31,23 +32,6 @@ pub const CHECKPOINT_THRESHOLD: &str = "1GB";
 /// An event of a batch being appended, with its index in the batch.
 type Keyed<'a> = (usize, &'a PreparedEvent);
 
-/// Which events of an append the table took.
-enum Inserted {
-    /// All of them (the fast path: the primary key refused none).
-    All,
-    /// Those with these keys (the slow path skipped events stored before).
-    Only(HashSet<i128>),
-}
-
-impl Inserted {
-    fn contains(&self, key: i128) -> bool {
-        match self {
-            Inserted::All => true,
-            Inserted::Only(keys) => keys.contains(&key),
-        }
-    }
-}
-
 /// The embedded DuckDB store. The value itself is the writing handle; [`Store::reader`] gives
 /// read handles on the same database for other threads.
 pub struct DuckDbStore {
@@ -55,7 +39,9 @@ pub struct DuckDbStore {
     path: PathBuf,
     /// The `seq` the next stored event gets (the writer numbers events itself).
     next_seq: i64,
-    /// Committed state remembered between commits (see [`crate::write_cache`]).
+    /// The key of every stored event: deduplication (see [`crate::stored_keys`]).
+    keys: StoredKeys,
+    /// Identity state remembered between commits (see [`crate::write_cache`]).
     cache: WriteCache,
     /// How long identity facts of committed events may wait before they are written
     /// (zero: in the events' own transaction).
@@ -115,17 +101,24 @@ impl DuckDbStore {
         conn.execute_batch(&format!(
             "SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'"
         ))?;
-        conn.execute_batch(STAGING)?;
         conn.execute_batch(crate::identity_write::STAGING)?;
         conn.set_prepared_statement_cache_capacity(64);
         let next_seq: i64 =
             conn.query_row("SELECT coalesce(max(seq), 0) + 1 FROM events", [], |r| {
                 r.get(0)
             })?;
+        let started = Instant::now();
+        let keys = StoredKeys::load(&conn)?;
+        tracing::debug!(
+            keys = keys.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "stored keys loaded"
+        );
         let mut store = DuckDbStore {
             conn,
             path,
             next_seq,
+            keys,
             cache: WriteCache::default(),
             identity_delay: Duration::ZERO,
             pending: IdentityBatch::default(),
@@ -213,64 +206,21 @@ impl DuckDbStore {
         Ok(self.conn.try_clone()?)
     }
 
-    /// Appends `events` to `events` in the database (`catalog` None) or to the staging table
-    /// of the slow path (`Some("temp")`), numbering them from `first_seq` in order.
-    fn append_rows(
-        &self,
-        table: &str,
-        catalog: Option<&str>,
-        events: &[Keyed],
-        first_seq: i64,
-    ) -> Result<(), StoreError> {
-        let mut app = match catalog {
-            Some(catalog) => self
-                .conn
-                .appender_to_catalog_and_db(table, catalog, "main")?,
-            None => self.conn.appender(table)?,
-        };
-        app.append_record_batch(event_batch(events.iter().map(|(_, p)| *p), first_seq)?)?;
-        app.flush()?;
-        Ok(())
-    }
-
-    /// The fast path: append straight into `events`. Fails (and the caller rolls back) if any
-    /// event is already stored: the primary key refuses the whole append.
-    fn insert_new(&self, events: &[Keyed]) -> Result<Inserted, StoreError> {
-        self.append_rows("events", None, events, self.next_seq)?;
-        Ok(Inserted::All)
-    }
-
-    /// The slow path, for batches holding events stored before: stage, then
-    /// `INSERT OR IGNORE`, which returns the keys actually inserted.
-    fn insert_or_ignore(&self, events: &[Keyed]) -> Result<Inserted, StoreError> {
-        run(&self.conn, "DELETE FROM temp.staging_events")?;
-        self.append_rows("staging_events", Some("temp"), events, self.next_seq)?;
-        let mut stmt = self.conn.prepare_cached(INSERT_EVENTS)?;
-        let inserted = stmt
-            .query_map([], |row| row.get::<_, i128>(0))?
-            .collect::<Result<HashSet<_>, _>>()?;
-        Ok(Inserted::Only(inserted))
-    }
-
-    /// One transaction: insert the events (by `insert`), then, unless identity is deferred,
-    /// write the identity facts of those actually inserted. Commits and returns the inserted
-    /// keys, or rolls back.
-    fn transact(
-        &mut self,
-        events: &[Keyed],
-        insert: fn(&Self, &[Keyed]) -> Result<Inserted, StoreError>,
-    ) -> Result<Inserted, StoreError> {
+    /// One transaction: append the events to `events`, numbered from `next_seq` in order,
+    /// then, unless identity is deferred, write their identity facts. Commits, or rolls back.
+    fn transact(&mut self, events: &[Keyed]) -> Result<(), StoreError> {
         run(&self.conn, "BEGIN TRANSACTION")?;
-        let result = (|| -> Result<Inserted, StoreError> {
+        let result = (|| -> Result<(), StoreError> {
             let t0 = Instant::now();
-            let inserted = insert(self, events)?;
+            let mut app = self.conn.appender("events")?;
+            app.append_record_batch(event_batch(events.iter().map(|(_, p)| *p), self.next_seq)?)?;
+            app.flush()?;
+            drop(app);
             let t1 = Instant::now();
             if self.identity_delay.is_zero() {
                 let mut facts = std::mem::take(&mut self.pending);
                 for (_, p) in events {
-                    if inserted.contains(p.key) {
-                        facts.add(&p.event);
-                    }
+                    facts.add(&p.event);
                 }
                 let through = self.next_seq + events.len() as i64 - 1;
                 let written = write_identity(&self.conn, &mut self.cache, &facts)
@@ -287,12 +237,9 @@ impl DuckDbStore {
                 identity_ms = t1.elapsed().as_millis() as u64,
                 "append"
             );
-            Ok(inserted)
+            Ok(())
         })();
-        let committed = result.and_then(|inserted| {
-            run(&self.conn, "COMMIT")?;
-            Ok(inserted)
-        });
+        let committed = result.and_then(|()| run(&self.conn, "COMMIT").map(|_| ()));
         if committed.is_err() {
             self.abandon();
         }
@@ -306,38 +253,27 @@ impl Store for DuckDbStore {
         events: &[&PreparedEvent],
     ) -> Result<Vec<AppendStatus>, StoreError> {
         let mut statuses = vec![AppendStatus::Duplicate; events.len()];
-        // Within the batch, the first copy of a messageId is the one stored; retries of
-        // recently committed events are answered from memory.
+        // An event whose key is stored is a duplicate; within the batch, the first copy of a
+        // messageId is the one stored.
         let mut seen = HashSet::with_capacity(events.len());
         let unique: Vec<Keyed> = events
             .iter()
             .copied()
             .enumerate()
-            .filter(|(_, p)| !self.cache.recent.contains(p.key) && seen.insert(p.key))
+            .filter(|(_, p)| !self.keys.contains(p.key) && seen.insert(p.key))
             .collect();
         if unique.is_empty() {
             return Ok(statuses);
         }
-        // Most batches are all new: append them straight into the table. If the primary key
-        // refuses one (an event stored long ago, or before a restart), redo the batch the slow
-        // way, which skips what is stored.
-        let inserted = match self.transact(&unique, Self::insert_new) {
-            Ok(inserted) => inserted,
-            Err(fast) => {
-                tracing::debug!(error = %fast, "fast append refused; inserting one by one");
-                self.transact(&unique, Self::insert_or_ignore)?
-            }
-        };
+        self.transact(&unique)?;
         self.next_seq += unique.len() as i64;
         let deferred = !self.identity_delay.is_zero();
         for &(i, p) in &unique {
-            if inserted.contains(p.key) {
-                statuses[i] = AppendStatus::Stored;
-                if deferred {
-                    self.pending.add(&p.event);
-                }
+            statuses[i] = AppendStatus::Stored;
+            if deferred {
+                self.pending.add(&p.event);
             }
-            self.cache.recent.insert(p.key);
+            self.keys.insert(p.key);
         }
         if deferred {
             self.pending_through = self.next_seq - 1;
@@ -605,21 +541,3 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     }
     Ok(())
 }
-
-const STAGING: &str = r#"
-CREATE OR REPLACE TEMP TABLE staging_events (
-    msg_key HUGEINT, seq BIGINT, message_id VARCHAR, type VARCHAR, event VARCHAR, name VARCHAR,
-    user_id VARCHAR, anonymous_id VARCHAR, group_id VARCHAR, previous_id VARCHAR,
-    timestamp TIMESTAMP, original_timestamp TIMESTAMP, sent_at TIMESTAMP, received_at TIMESTAMP,
-    properties VARCHAR, traits VARCHAR, context VARCHAR, source VARCHAR
-);
-"#;
-
-const INSERT_EVENTS: &str = r#"
-INSERT OR IGNORE INTO events
-SELECT msg_key, seq, message_id, type, event, name, user_id, anonymous_id,
-       group_id, previous_id, timestamp, original_timestamp, sent_at, received_at,
-       properties::JSON, traits::JSON, context::JSON, source
-FROM temp.staging_events ORDER BY seq
-RETURNING msg_key
-"#;

@@ -29,6 +29,7 @@ pub mod schema;
 pub mod scores;
 pub mod scoring;
 pub mod sql;
+mod stored_keys;
 pub mod tabular;
 mod write_cache;
 

@@ -1,16 +1,14 @@
-//! What the single writer remembers between commits, so that a steady stream of events costs
-//! one append and almost no identity writes:
+//! What the single writer remembers of identity between commits, so that a steady stream of
+//! events costs almost no identity writes: per user and per workspace, what the store already
+//! holds, so that a row is rewritten only when an event says something new about it (a new
+//! e-mail, new traits, an earlier first-seen, a last-seen more than
+//! [`LAST_SEEN_RESOLUTION_SECS`] later), and the aliases and memberships already written.
 //!
-//! - the keys of recently committed events, so that a retried batch is answered from memory;
-//! - per user and per workspace, what the store already holds, so that a row is rewritten only
-//!   when an event says something new about it (a new e-mail, new traits, an earlier first-seen,
-//!   a last-seen more than [`LAST_SEEN_RESOLUTION_SECS`] later).
-//!
-//! Everything here is a cache of committed state: after a failed transaction the identity part
-//! is cleared, and after a restart it all starts empty (the first writes then go through the
-//! upserts, which are correct either way).
+//! Everything here is a cache of committed state: after a failed transaction it is cleared,
+//! and after a restart it starts empty (the first writes then go through the upserts, which
+//! are correct either way). The keys of stored events are not a cache: see `stored_keys.rs`.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 use chrono::{DateTime, Utc};
@@ -19,37 +17,6 @@ use serde_json::{Map, Value};
 /// `users.last_seen` is refreshed at most this often per user (it orders a person's e-mail
 /// domains; an hour is far finer than that needs).
 pub const LAST_SEEN_RESOLUTION_SECS: i64 = 3600;
-
-/// How many committed event keys are remembered for answering retries from memory.
-pub const RECENT_KEYS: usize = 1_000_000;
-
-/// A bounded set of the most recently committed event keys (oldest forgotten first).
-///
-/// std's keyed SipHash on purpose: the keys are unkeyed digests of ids the clients choose (and
-/// browser write keys are public), so a fixed fast hash could be made to collide into one
-/// bucket; a digest-bits hasher was tried and saved only ~1–2% of the writer's time.
-#[derive(Debug, Default)]
-pub(crate) struct RecentKeys {
-    set: HashSet<i128>,
-    order: VecDeque<i128>,
-}
-
-impl RecentKeys {
-    pub(crate) fn contains(&self, key: i128) -> bool {
-        self.set.contains(&key)
-    }
-
-    pub(crate) fn insert(&mut self, key: i128) {
-        if self.set.insert(key) {
-            self.order.push_back(key);
-            if self.order.len() > RECENT_KEYS {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
-            }
-        }
-    }
-}
 
 /// A stable-within-process fingerprint of a traits object; [`EMPTY_TRAITS`] for no traits.
 pub(crate) fn traits_hash(traits: &Map<String, Value>) -> u64 {
@@ -128,7 +95,6 @@ impl WorkspaceState {
 /// The writer's memory of committed state.
 #[derive(Debug, Default)]
 pub(crate) struct WriteCache {
-    pub recent: RecentKeys,
     pub users: HashMap<String, UserState>,
     pub workspaces: HashMap<String, WorkspaceState>,
     /// Aliases already written.
@@ -138,8 +104,7 @@ pub(crate) struct WriteCache {
 }
 
 impl WriteCache {
-    /// Forgets the identity state (after a rolled-back transaction it may name its rows). The
-    /// recent keys stay: they are added only after a commit.
+    /// Forgets the identity state (after a rolled-back transaction it may name its rows).
     pub(crate) fn forget_identity(&mut self) {
         self.users.clear();
         self.workspaces.clear();
@@ -155,18 +120,6 @@ mod tests {
 
     fn at(h: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 1, 1, h, 0, 0).unwrap()
-    }
-
-    #[test]
-    fn recent_keys_forget_the_oldest() {
-        let mut r = RecentKeys::default();
-        for k in 0..(RECENT_KEYS as i128 + 10) {
-            r.insert(k);
-        }
-        assert!(!r.contains(0));
-        assert!(!r.contains(9));
-        assert!(r.contains(10));
-        assert!(r.contains(RECENT_KEYS as i128 + 9));
     }
 
     #[test]

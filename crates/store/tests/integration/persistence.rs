@@ -54,6 +54,69 @@ fn events_survive_a_reopen() {
     assert_eq!(store.reader().unwrap().stats().unwrap().events, 2);
 }
 
+/// A store made before migration 8 (a primary key on `events`) keeps its events, their order
+/// and their deduplication when it is opened by this build.
+#[test]
+fn a_store_with_keyed_events_is_migrated_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let conn = duckdb::Connection::open(dir.path().join(upmarket_store::DB_FILE)).unwrap();
+        conn.execute_batch("CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)").unwrap();
+        for (version, name, sql) in upmarket_store::schema::MIGRATIONS.iter().take(7) {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
+                duckdb::params![version, name],
+            )
+            .unwrap();
+        }
+        let mut insert = conn
+            .prepare(
+                "INSERT INTO events (msg_key, seq, message_id, type, timestamp, received_at, source)
+                 VALUES (?, ?, ?, 'track', TIMESTAMP '2026-01-01', TIMESTAMP '2026-01-01', 'segment')",
+            )
+            .unwrap();
+        for seq in 1..=300i64 {
+            let e = t(&format!("m{seq}"));
+            insert
+                .execute(duckdb::params![e.dedup_key(), seq, e.message_id])
+                .unwrap();
+        }
+    }
+    let mut store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
+    let conn = store.sql_connection().unwrap();
+    let keyed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'events' AND constraint_type = 'PRIMARY KEY'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(keyed, 0, "the primary key is gone");
+    let in_order: bool = conn
+        .query_row(
+            "SELECT bool_and(seq = rn) FROM (SELECT seq, row_number() OVER () AS rn FROM events)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(in_order, "rows keep their physical order");
+    assert_eq!(
+        store.append(&[t("m1"), t("new"), t("m300")]).unwrap(),
+        vec![
+            AppendStatus::Duplicate,
+            AppendStatus::Stored,
+            AppendStatus::Duplicate
+        ],
+        "the migrated events' keys are known"
+    );
+    assert_eq!(store.reader().unwrap().stats().unwrap().events, 301);
+    let next: i64 = conn
+        .query_row("SELECT max(seq) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(next, 301);
+}
+
 #[test]
 fn json_columns_keep_what_was_sent() {
     let mut store = memory_store();
@@ -79,8 +142,7 @@ fn a_batch_mixing_old_and_new_events_after_a_restart_stores_only_the_new() {
         let mut store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
         store.append(&[t("a"), t("b")]).unwrap();
     }
-    // After a restart the writer's memory of recent keys is empty: the primary key refuses
-    // the fast append and the batch is redone one by one.
+    // After a restart the writer knows the stored keys from the table.
     let mut store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
     assert_eq!(
         store.append(&[t("c"), t("a"), t("d")]).unwrap(),
