@@ -1,6 +1,6 @@
 //! The embedded backend: one DuckDB file in the data directory.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -168,6 +168,7 @@ impl DuckDbStore {
         facts: &IdentityBatch,
         through: i64,
     ) -> Result<(), StoreError> {
+        let started = Instant::now();
         run(&self.conn, "BEGIN TRANSACTION")?;
         let result = write_identity(&self.conn, &mut self.cache, facts)
             .and_then(|()| set_applied_through(&self.conn, through))
@@ -175,6 +176,10 @@ impl DuckDbStore {
         if result.is_err() {
             self.abandon();
         }
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            "identity transaction"
+        );
         result
     }
 
@@ -209,9 +214,9 @@ impl DuckDbStore {
     /// One transaction: append the events to `events`, numbered from `next_seq` in order,
     /// then, unless identity is deferred, write their identity facts. Commits, or rolls back.
     fn transact(&mut self, events: &[Keyed]) -> Result<(), StoreError> {
+        let t0 = Instant::now();
         run(&self.conn, "BEGIN TRANSACTION")?;
-        let result = (|| -> Result<(), StoreError> {
-            let t0 = Instant::now();
+        let result = (|| -> Result<Instant, StoreError> {
             let mut app = self.conn.appender("events")?;
             app.append_record_batch(event_batch(events.iter().map(|(_, p)| *p), self.next_seq)?)?;
             app.flush()?;
@@ -231,15 +236,20 @@ impl DuckDbStore {
                 }
                 self.pending_since = None;
             }
+            Ok(t1)
+        })();
+        let t2 = Instant::now();
+        let committed = result.and_then(|t1| {
+            run(&self.conn, "COMMIT")?;
             tracing::debug!(
                 events = events.len(),
-                insert_ms = (t1 - t0).as_millis() as u64,
-                identity_ms = t1.elapsed().as_millis() as u64,
+                insert_ms = (t1 - t0).as_secs_f64() * 1e3,
+                identity_ms = (t2 - t1).as_secs_f64() * 1e3,
+                commit_ms = t2.elapsed().as_secs_f64() * 1e3,
                 "append"
             );
             Ok(())
-        })();
-        let committed = result.and_then(|()| run(&self.conn, "COMMIT").map(|_| ()));
+        });
         if committed.is_err() {
             self.abandon();
         }
@@ -254,18 +264,23 @@ impl Store for DuckDbStore {
     ) -> Result<Vec<AppendStatus>, StoreError> {
         let mut statuses = vec![AppendStatus::Duplicate; events.len()];
         // An event whose key is stored is a duplicate; within the batch, the first copy of a
-        // messageId is the one stored.
-        let mut seen = HashSet::with_capacity(events.len());
+        // messageId is the one stored. The keys are claimed now (one hash-set operation an
+        // event) and given back if the transaction fails.
         let unique: Vec<Keyed> = events
             .iter()
             .copied()
             .enumerate()
-            .filter(|(_, p)| !self.keys.contains(p.key) && seen.insert(p.key))
+            .filter(|(_, p)| self.keys.claim(p.key))
             .collect();
         if unique.is_empty() {
             return Ok(statuses);
         }
-        self.transact(&unique)?;
+        if let Err(err) = self.transact(&unique) {
+            for (_, p) in &unique {
+                self.keys.release(p.key);
+            }
+            return Err(err);
+        }
         self.next_seq += unique.len() as i64;
         let deferred = !self.identity_delay.is_zero();
         for &(i, p) in &unique {
@@ -273,7 +288,6 @@ impl Store for DuckDbStore {
             if deferred {
                 self.pending.add(&p.event);
             }
-            self.keys.insert(p.key);
         }
         if deferred {
             self.pending_through = self.next_seq - 1;

@@ -4,8 +4,9 @@
 //! later from an SDK's retry, or months later from a re-run import. `events` has no primary
 //! key for that (schema migration 8 says what the index cost); instead the writer, the only
 //! one who appends events, keeps every stored key in a hash set, read from the table when the
-//! store opens and extended after each commit. A key enters the set only once its events are
-//! committed, so a rolled-back append leaves nothing behind.
+//! store opens. An append claims its events' keys before its transaction (one hash-set
+//! operation an event also finds the duplicates within the batch) and releases them if the
+//! transaction fails, so a rolled-back append leaves nothing behind.
 //!
 //! Cost: 16 bytes a key in a table at most 7/8 full whose size is a power of two, plus one
 //! control byte a slot: 17–39 bytes an event, ~285 MB at 10M events and ~2.3 GB at 100M.
@@ -53,14 +54,15 @@ impl StoredKeys {
         Ok(StoredKeys(keys))
     }
 
-    /// Whether an event with `key` is stored.
-    pub(crate) fn contains(&self, key: i128) -> bool {
-        self.0.contains(&key)
+    /// Claims `key` for an event about to be appended: false if an event with it is stored
+    /// (or claimed earlier in the same append). A claim of a failed append must be released.
+    pub(crate) fn claim(&mut self, key: i128) -> bool {
+        self.0.insert(key)
     }
 
-    /// Records that an event with `key` is now stored (after its commit).
-    pub(crate) fn insert(&mut self, key: i128) {
-        self.0.insert(key);
+    /// Gives back the claim on `key` (its append was rolled back).
+    pub(crate) fn release(&mut self, key: i128) {
+        self.0.remove(&key);
     }
 
     /// How many keys are held.
@@ -83,10 +85,13 @@ mod tests {
                                        (-170141183460469231731687303715884105727::HUGEINT - 1);",
         )
         .unwrap();
-        let keys = StoredKeys::load(&conn).unwrap();
+        let mut keys = StoredKeys::load(&conn).unwrap();
         assert_eq!(keys.len(), 5002);
-        assert!(keys.contains(0) && keys.contains(4999));
-        assert!(keys.contains(i128::MAX) && keys.contains(i128::MIN));
-        assert!(!keys.contains(5000));
+        assert!(!keys.claim(0) && !keys.claim(4999));
+        assert!(!keys.claim(i128::MAX) && !keys.claim(i128::MIN));
+        assert!(keys.claim(5000), "a new key");
+        assert!(!keys.claim(5000), "claimed once");
+        keys.release(5000);
+        assert!(keys.claim(5000), "released keys can be claimed again");
     }
 }
