@@ -31,7 +31,7 @@ pub fn run(
     for line in file.lines() {
         let e = parse_event(&line?, None, &BatchDefaults::default(), &ctx)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        prepared.push(PreparedEvent::new(e)?);
+        prepared.push(PreparedEvent::new(e));
     }
     let parse_secs = parsing.elapsed().as_secs_f64();
     if dir.exists() {

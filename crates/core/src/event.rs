@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+
+pub use crate::json_object::JsonObject;
 
 /// The Segment call type of an event. PostHog events are mapped onto these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -77,7 +78,7 @@ impl IngestSource {
 /// Invariants (established by the parsers): at least one of `user_id` / `anonymous_id` is set;
 /// `message_id` is never empty; a track event has `event`; a group event has `group_id`; an alias
 /// has `previous_id` and `user_id`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// Call type.
     pub kind: EventKind,
@@ -105,11 +106,14 @@ pub struct Event {
     /// When upmarket (or the original collector, for imports) received it.
     pub received_at: DateTime<Utc>,
     /// Track / page / screen properties.
-    pub properties: Map<String, Value>,
+    pub properties: JsonObject,
     /// Identify / group traits.
-    pub traits: Map<String, Value>,
+    pub traits: JsonObject,
     /// Segment `context` (library, page, ip, traits...).
-    pub context: Map<String, Value>,
+    pub context: JsonObject,
+    /// The user's e-mail: an identify call's `traits.email`, else `context.traits.email`
+    /// (trimmed; see [`email_of`]).
+    pub email: Option<String>,
     /// How it came in.
     pub source: IngestSource,
 }
@@ -126,19 +130,21 @@ impl Event {
 
     /// The user's e-mail, from identify traits or `context.traits`.
     pub fn email(&self) -> Option<&str> {
-        fn from(m: &Map<String, Value>) -> Option<&str> {
-            m.get("email").and_then(Value::as_str).map(str::trim)
-        }
-        let ctx_traits = self.context.get("traits").and_then(Value::as_object);
-        match self.kind {
-            EventKind::Identify => from(&self.traits).or_else(|| ctx_traits.and_then(from)),
-            _ => ctx_traits.and_then(from),
-        }
-        .filter(|e| !e.is_empty())
+        self.email.as_deref()
     }
 
     /// A 128-bit key derived from `message_id`, used as the store's deduplication key.
     pub fn dedup_key(&self) -> i128 {
         xxhash_rust::xxh3::xxh3_128(self.message_id.as_bytes()) as i128
     }
+}
+
+/// The e-mail an event of `kind` with these traits and context carries: for identify calls
+/// `traits.email`, else (and for every other call) `context.traits.email`; a non-empty string,
+/// trimmed. The parsers fill [`Event::email`] with it.
+pub fn email_of(kind: EventKind, traits: &JsonObject, context: &JsonObject) -> Option<String> {
+    let view: Option<crate::wire::ContextView> =
+        context.text().and_then(|t| serde_json::from_str(t).ok());
+    let context_traits = view.as_ref().and_then(|v| v.traits).map(|t| t.get());
+    crate::wire::email_from(kind, traits.text(), context_traits)
 }

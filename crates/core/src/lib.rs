@@ -13,13 +13,15 @@
 pub mod error;
 pub mod event;
 pub mod identity;
+mod json_object;
 pub mod limits;
 pub mod model;
 pub mod posthog;
 pub mod segment;
 mod time;
+mod wire;
 
 pub use error::EventError;
-pub use event::{Event, EventKind, IngestSource};
+pub use event::{email_of, Event, EventKind, IngestSource, JsonObject};
 pub use identity::FreeMailDomains;
 pub use limits::IngestLimits;

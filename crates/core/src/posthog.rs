@@ -19,7 +19,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{json_type, EventError};
-use crate::event::{Event, EventKind};
+use crate::event::{email_of, Event, EventKind, JsonObject};
 use crate::segment::{
     content_message_id, corrected_timestamp, id_value, timestamp_field, ParseContext,
 };
@@ -119,15 +119,18 @@ pub fn event_from_object(
         original_timestamp,
         sent_at,
         received_at: ctx.received_at,
-        properties: Map::new(),
-        traits: Map::new(),
-        context: Map::new(),
+        properties: JsonObject::empty(),
+        traits: JsonObject::empty(),
+        context: JsonObject::empty(),
+        email: None,
         source: ctx.source,
     };
+    let mut traits = Map::new();
+    let mut context = Map::new();
     match name.as_str() {
         "$identify" | "$set" => {
             event.kind = EventKind::Identify;
-            event.traits = take_object(&mut properties, &mut obj, "$set");
+            traits = take_object(&mut properties, &mut obj, "$set");
             if let Some(anon) = properties.get("$anon_distinct_id") {
                 let anon = id_value(anon, "$anon_distinct_id")?;
                 if anon != distinct_id {
@@ -154,7 +157,7 @@ pub fn event_from_object(
                     kind: "$groupidentify",
                 })?;
             event.group_id = Some(id_value(key, "properties.$group_key")?);
-            event.traits = take_object(&mut properties, &mut obj, "$group_set");
+            traits = take_object(&mut properties, &mut obj, "$group_set");
         }
         "$pageview" => {
             event.kind = EventKind::Page;
@@ -189,7 +192,7 @@ pub fn event_from_object(
     if event.kind != EventKind::Identify {
         let set = take_object(&mut properties, &mut obj, "$set");
         if !set.is_empty() {
-            event.context.insert("traits".into(), Value::Object(set));
+            context.insert("traits".into(), Value::Object(set));
         }
     }
     if let Some(lib) = properties.get("$lib").cloned() {
@@ -198,11 +201,12 @@ pub fn event_from_object(
         if let Some(v) = properties.get("$lib_version").cloned() {
             library.insert("version".into(), v);
         }
-        event
-            .context
-            .insert("library".into(), Value::Object(library));
+        context.insert("library".into(), Value::Object(library));
     }
-    event.properties = properties;
+    event.properties = JsonObject::from_map(&properties);
+    event.traits = JsonObject::from_map(&traits);
+    event.context = JsonObject::from_map(&context);
+    event.email = email_of(event.kind, &event.traits, &event.context);
     Ok(event)
 }
 
@@ -262,8 +266,12 @@ mod tests {
 
         let e = parse(r#"{"event":"$groupidentify","distinct_id":"$company_c1","properties":{"$group_type":"company","$group_key":"c1","$group_set":{"name":"Acme"}}}"#).unwrap();
         assert_eq!(
-            (e.kind, e.group_id.as_deref(), e.traits["name"].as_str()),
-            (EventKind::Group, Some("c1"), Some("Acme"))
+            (
+                e.kind,
+                e.group_id.as_deref(),
+                e.traits.to_map()["name"].as_str().map(str::to_string)
+            ),
+            (EventKind::Group, Some("c1"), Some("Acme".to_string()))
         );
     }
 
@@ -276,8 +284,11 @@ mod tests {
         );
         let e = parse(r#"{"event":"$pageview","distinct_id":"u1","properties":{"$current_url":"https://app.x.com/legal/terms?ref=1"}}"#).unwrap();
         assert_eq!(
-            (e.kind, e.properties["path"].as_str()),
-            (EventKind::Page, Some("/legal/terms"))
+            (
+                e.kind,
+                e.properties.to_map()["path"].as_str().map(str::to_string)
+            ),
+            (EventKind::Page, Some("/legal/terms".to_string()))
         );
     }
 

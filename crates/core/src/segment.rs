@@ -4,11 +4,13 @@
 //! SDKs send the same shape. Unknown fields are ignored, as Segment does.
 
 use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::{json_type, EventError};
-use crate::event::{Event, EventKind, IngestSource};
-use crate::time::parse_timestamp;
+use crate::event::{Event, EventKind, IngestSource, JsonObject};
+use crate::time::{parse_scalar_timestamp, parse_timestamp};
+use crate::wire::{email_from, ContextView, Scalar, WireEvent};
 
 /// Longest id (userId, anonymousId, groupId, messageId...) accepted, in characters.
 pub const MAX_ID_CHARS: usize = 1024;
@@ -46,24 +48,90 @@ pub fn parse_event(
     defaults: &BatchDefaults,
     ctx: &ParseContext,
 ) -> Result<Event, EventError> {
+    check_size(raw, ctx)?;
+    let wire = read_wire(raw)?;
+    event_from_wire(wire, raw.as_bytes(), forced_kind, defaults, ctx)
+}
+
+/// One line of an NDJSON export: a Segment event, or a PostHog-export event (a `distinct_id`
+/// and no `type`), which goes to [`crate::posthog::event_from_object`] with
+/// `posthog_group_type` as its preferred group type.
+pub fn parse_export_line(
+    raw: &str,
+    ctx: &ParseContext,
+    posthog_group_type: &str,
+) -> Result<Event, EventError> {
+    check_size(raw, ctx)?;
+    let wire = read_wire(raw)?;
+    if wire.kind.is_none() && wire.has_distinct_id {
+        let Value::Object(obj) =
+            serde_json::from_str(raw).map_err(|e| EventError::InvalidJson(e.to_string()))?
+        else {
+            return Err(EventError::NotAnObject("a scalar"));
+        };
+        return crate::posthog::event_from_object(
+            obj,
+            raw.as_bytes(),
+            None,
+            posthog_group_type,
+            ctx,
+        );
+    }
+    event_from_wire(wire, raw.as_bytes(), None, &BatchDefaults::default(), ctx)
+}
+
+/// [`parse_export_line`] for a row already read as an object (CSV and Parquet).
+pub fn export_object(
+    obj: Map<String, Value>,
+    raw: &[u8],
+    ctx: &ParseContext,
+    posthog_group_type: &str,
+) -> Result<Event, EventError> {
+    if !obj.contains_key("type") && obj.contains_key("distinct_id") {
+        crate::posthog::event_from_object(obj, raw, None, posthog_group_type, ctx)
+    } else {
+        event_from_object(obj, raw, None, &BatchDefaults::default(), ctx)
+    }
+}
+
+/// Builds an [`Event`] from an already-parsed JSON object (CSV and Parquet rows, the single
+/// routes). `raw` is the event's bytes, used only to derive a stable `messageId` when the
+/// client sent none.
+pub fn event_from_object(
+    obj: Map<String, Value>,
+    raw: &[u8],
+    forced_kind: Option<EventKind>,
+    defaults: &BatchDefaults,
+    ctx: &ParseContext,
+) -> Result<Event, EventError> {
+    let text = serde_json::to_string(&obj).map_err(|e| EventError::InvalidJson(e.to_string()))?;
+    event_from_wire(read_wire(&text)?, raw, forced_kind, defaults, ctx)
+}
+
+fn check_size(raw: &str, ctx: &ParseContext) -> Result<(), EventError> {
     if raw.len() > ctx.max_event_bytes {
         return Err(EventError::TooLarge {
             size: raw.len(),
             limit: ctx.max_event_bytes,
         });
     }
-    let value: Value =
-        serde_json::from_str(raw).map_err(|e| EventError::InvalidJson(e.to_string()))?;
-    let Value::Object(obj) = value else {
-        return Err(EventError::NotAnObject(json_type(&value)));
-    };
-    event_from_object(obj, raw.as_bytes(), forced_kind, defaults, ctx)
+    Ok(())
 }
 
-/// Builds an [`Event`] from an already-parsed JSON object. `raw` is the event's bytes, used
-/// only to derive a stable `messageId` when the client sent none.
-pub fn event_from_object(
-    mut obj: Map<String, Value>,
+/// Reads the fields of one event; anything but a JSON object is refused.
+fn read_wire(raw: &str) -> Result<WireEvent<'_>, EventError> {
+    match raw.trim_start().as_bytes().first() {
+        Some(b'{') => serde_json::from_str(raw).map_err(|e| EventError::InvalidJson(e.to_string())),
+        _ => match serde_json::from_str::<Value>(raw) {
+            Ok(other) => Err(EventError::NotAnObject(json_type(&other))),
+            Err(e) => Err(EventError::InvalidJson(e.to_string())),
+        },
+    }
+}
+
+/// The rules of a Segment event, in the order its problems are reported.
+fn event_from_wire(
+    w: WireEvent<'_>,
     raw: &[u8],
     forced_kind: Option<EventKind>,
     defaults: &BatchDefaults,
@@ -71,11 +139,11 @@ pub fn event_from_object(
 ) -> Result<Event, EventError> {
     let kind = match forced_kind {
         Some(k) => k,
-        None => match obj.get("type") {
-            Some(Value::String(s)) => {
+        None => match &w.kind {
+            Some(Scalar::String(s)) => {
                 EventKind::parse(s).ok_or_else(|| EventError::UnknownType(format!("{s:?}")))?
             }
-            Some(other) => return Err(EventError::UnknownType(json_type(other).to_string())),
+            Some(other) => return Err(EventError::UnknownType(other.type_name().to_string())),
             None => {
                 return Err(EventError::MissingField {
                     field: "type",
@@ -84,27 +152,33 @@ pub fn event_from_object(
             }
         },
     };
-    let user_id = id_field(&obj, "userId")?;
-    let anonymous_id = id_field(&obj, "anonymousId")?;
+    let user_id = id_field(&w.user_id, "userId")?;
+    let anonymous_id = id_field(&w.anonymous_id, "anonymousId")?;
     if user_id.is_none() && anonymous_id.is_none() {
         return Err(EventError::MissingIdentity);
     }
-    let mut context = object_field(&mut obj, "context")?;
-    if let Some(batch_ctx) = &defaults.context {
+    let mut context = object_field(w.context, "context")?;
+    if let Some(batch_ctx) = defaults.context.as_ref().filter(|c| !c.is_empty()) {
+        let mut merged = context.to_map();
         for (k, v) in batch_ctx {
-            context.entry(k.clone()).or_insert_with(|| v.clone());
+            merged.entry(k.clone()).or_insert_with(|| v.clone());
         }
+        context = JsonObject::from_map(&merged);
     }
-    let properties = object_field(&mut obj, "properties")?;
-    let traits = object_field(&mut obj, "traits")?;
-    let event = string_field(&obj, "event")?;
-    let name = string_field(&obj, "name")?;
-    let previous_id = id_field(&obj, "previousId")?;
-    let mut group_id = id_field(&obj, "groupId")?;
+    let properties = object_field(w.properties, "properties")?;
+    let traits = object_field(w.traits, "traits")?;
+    let event = string_field(&w.event, "event")?;
+    let name = string_field(&w.name, "name")?;
+    let previous_id = id_field(&w.previous_id, "previousId")?;
+    let mut group_id = id_field(&w.group_id, "groupId")?;
+    let context_view: ContextView = context
+        .text()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
     if group_id.is_none() && kind != EventKind::Group {
-        group_id = match context.get("groupId") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(id_value(v, "context.groupId")?),
+        group_id = match &context_view.group_id {
+            None | Some(Scalar::Null) => None,
+            Some(v) => Some(id_scalar(v, "context.groupId")?),
         };
     }
     match kind {
@@ -134,18 +208,24 @@ pub fn event_from_object(
         }
         _ => {}
     }
-    let message_id = match id_field(&obj, "messageId")? {
+    let message_id = match id_field(&w.message_id, "messageId")? {
         Some(id) => id,
         None => content_message_id(raw),
     };
-    let original_timestamp =
-        timestamp_field(&obj, "timestamp")?.or(timestamp_field(&obj, "originalTimestamp")?);
-    let sent_at = timestamp_field(&obj, "sentAt")?.or(defaults.sent_at);
-    let received_at = match (ctx.trust_received_at, timestamp_field(&obj, "receivedAt")?) {
+    let original_timestamp = scalar_timestamp(&w.timestamp, "timestamp")?.or(scalar_timestamp(
+        &w.original_timestamp,
+        "originalTimestamp",
+    )?);
+    let sent_at = scalar_timestamp(&w.sent_at, "sentAt")?.or(defaults.sent_at);
+    let received_at = match (
+        ctx.trust_received_at,
+        scalar_timestamp(&w.received_at, "receivedAt")?,
+    ) {
         (true, Some(t)) => t,
         _ => ctx.received_at,
     };
     let timestamp = corrected_timestamp(original_timestamp, sent_at, received_at);
+    let email = email_from(kind, traits.text(), context_view.traits.map(RawValue::get));
     Ok(Event {
         kind,
         event,
@@ -162,6 +242,7 @@ pub fn event_from_object(
         properties,
         traits,
         context,
+        email,
         source: ctx.source,
     })
 }
@@ -193,14 +274,27 @@ pub fn content_message_id(raw: &[u8]) -> String {
 }
 
 pub(crate) fn id_value(v: &Value, field: &'static str) -> Result<String, EventError> {
+    match v {
+        Value::String(s) => id_scalar(&Scalar::String(s.as_str().into()), field),
+        Value::Number(n) => id_scalar(&Scalar::Number(n.clone()), field),
+        other => Err(EventError::WrongType {
+            field,
+            expected: "a string",
+            got: json_type(other),
+        }),
+    }
+}
+
+/// An id: a string (trimmed) or a number (as text), non-empty and at most [`MAX_ID_CHARS`].
+fn id_scalar(v: &Scalar, field: &'static str) -> Result<String, EventError> {
     let s = match v {
-        Value::String(s) => s.trim().to_string(),
-        Value::Number(n) => n.to_string(),
+        Scalar::String(s) => s.trim().to_string(),
+        Scalar::Number(n) => n.to_string(),
         other => {
             return Err(EventError::WrongType {
                 field,
                 expected: "a string",
-                got: json_type(other),
+                got: other.type_name(),
             })
         }
     };
@@ -213,42 +307,48 @@ pub(crate) fn id_value(v: &Value, field: &'static str) -> Result<String, EventEr
     Ok(s)
 }
 
-fn id_field(obj: &Map<String, Value>, field: &'static str) -> Result<Option<String>, EventError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(v) => id_value(v, field).map(Some),
+/// An optional id: absent, null and blank strings are none.
+fn id_field(v: &Option<Scalar>, field: &'static str) -> Result<Option<String>, EventError> {
+    match v {
+        None | Some(Scalar::Null) => Ok(None),
+        Some(Scalar::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(v) => id_scalar(v, field).map(Some),
     }
 }
 
-fn string_field(
-    obj: &Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<String>, EventError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+/// An optional name (kept as sent): absent, null and blank strings are none.
+fn string_field(v: &Option<Scalar>, field: &'static str) -> Result<Option<String>, EventError> {
+    match v {
+        None | Some(Scalar::Null) => Ok(None),
+        Some(Scalar::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Scalar::String(s)) => Ok(Some(s.to_string())),
         Some(other) => Err(EventError::WrongType {
             field,
             expected: "a string",
-            got: json_type(other),
+            got: other.type_name(),
         }),
     }
 }
 
-fn object_field(
-    obj: &mut Map<String, Value>,
+fn object_field(v: Option<&RawValue>, field: &'static str) -> Result<JsonObject, EventError> {
+    match v {
+        None => Ok(JsonObject::empty()),
+        Some(raw) => JsonObject::from_raw(raw, field),
+    }
+}
+
+fn scalar_timestamp(
+    v: &Option<Scalar>,
     field: &'static str,
-) -> Result<Map<String, Value>, EventError> {
-    match obj.remove(field) {
-        None | Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(m)) => Ok(m),
-        Some(other) => Err(EventError::WrongType {
-            field,
-            expected: "an object",
-            got: json_type(&other),
-        }),
+) -> Result<Option<DateTime<Utc>>, EventError> {
+    match v {
+        None | Some(Scalar::Null) => Ok(None),
+        Some(v) => parse_scalar_timestamp(v)
+            .map(Some)
+            .ok_or_else(|| EventError::BadTimestamp {
+                field,
+                value: v.to_json().chars().take(64).collect(),
+            }),
     }
 }
 
@@ -299,7 +399,7 @@ mod tests {
             e.timestamp,
             "2026-05-01T12:00:05Z".parse::<DateTime<Utc>>().unwrap()
         );
-        assert_eq!(e.properties["plan"], "free");
+        assert_eq!(e.properties.text(), Some(r#"{"plan":"free"}"#));
     }
 
     #[test]

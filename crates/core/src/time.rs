@@ -5,9 +5,21 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 /// Parses an ISO-8601 / RFC 3339 timestamp. A timestamp without an offset is taken as UTC
 /// (several SDKs and CSV exports drop the `Z`). Numbers are read as Unix milliseconds.
 pub(crate) fn parse_timestamp(v: &serde_json::Value) -> Option<DateTime<Utc>> {
+    use crate::wire::Scalar;
+    let scalar = match v {
+        serde_json::Value::String(s) => Scalar::String(s.as_str().into()),
+        serde_json::Value::Number(n) => Scalar::Number(n.clone()),
+        _ => return None,
+    };
+    parse_scalar_timestamp(&scalar)
+}
+
+/// [`parse_timestamp`] for a value read by [`crate::wire`].
+pub(crate) fn parse_scalar_timestamp(v: &crate::wire::Scalar) -> Option<DateTime<Utc>> {
+    use crate::wire::Scalar;
     match v {
-        serde_json::Value::String(s) => parse_str(s),
-        serde_json::Value::Number(n) => {
+        Scalar::String(s) => parse_str(s),
+        Scalar::Number(n) => {
             let ms = n.as_i64().or_else(|| n.as_f64().map(|f| f as i64))?;
             DateTime::from_timestamp_millis(ms)
         }

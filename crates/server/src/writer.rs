@@ -39,10 +39,6 @@ struct Request {
     reply: oneshot::Sender<Reply>,
 }
 
-fn prepare(events: Vec<Event>) -> Result<Vec<PreparedEvent>, WriteError> {
-    PreparedEvent::all(events).map_err(|e| WriteError::Store(e.to_string()))
-}
-
 /// The handlers' side of the writer. Cheap to clone.
 #[derive(Clone)]
 pub struct WriterHandle {
@@ -68,7 +64,7 @@ pub fn spawn_writer(
 impl WriterHandle {
     /// Queues `events` and waits until they are committed. Returns one status per event.
     pub async fn write(&self, events: Vec<Event>) -> Result<Vec<AppendStatus>, WriteError> {
-        let events = prepare(events)?;
+        let events = PreparedEvent::all(events);
         let (reply, answer) = oneshot::channel();
         match self.queue.try_send(Request { events, reply }) {
             Ok(()) => {}
@@ -83,7 +79,7 @@ impl WriterHandle {
     /// Like [`WriterHandle::write`] but waits for room in the queue instead of failing; for
     /// in-process importers, which would rather slow down than be refused.
     pub fn write_blocking(&self, events: Vec<Event>) -> Result<Vec<AppendStatus>, WriteError> {
-        let events = prepare(events)?;
+        let events = PreparedEvent::all(events);
         let (reply, answer) = oneshot::channel();
         self.queue
             .send(Request { events, reply })

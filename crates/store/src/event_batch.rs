@@ -90,9 +90,9 @@ pub(crate) fn event_batch<'a>(
         time(&|p| p.event.original_timestamp),
         time(&|p| p.event.sent_at),
         time(&|p| Some(p.event.received_at)),
-        text(&|p| p.properties.as_deref()),
-        text(&|p| p.traits.as_deref()),
-        text(&|p| p.context.as_deref()),
+        text(&|p| p.event.properties.text()),
+        text(&|p| p.event.traits.text()),
+        text(&|p| p.event.context.text()),
         text(&|p| Some(p.event.source.as_str())),
     ];
     RecordBatch::try_new(Arc::new(schema()), columns)
@@ -112,7 +112,7 @@ mod tests {
             trust_received_at: false,
         };
         let e = parse_event(json, None, &BatchDefaults::default(), &ctx).unwrap();
-        let mut p = PreparedEvent::new(e).unwrap();
+        let mut p = PreparedEvent::new(e);
         p.key = key;
         p
     }

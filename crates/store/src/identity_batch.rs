@@ -51,7 +51,7 @@ impl IdentityBatch {
             let facts = self.users.entry(user.clone()).or_default();
             widen((&mut facts.first_seen, &mut facts.last_seen), t);
             if e.kind == EventKind::Identify {
-                facts.traits.extend(e.traits.clone());
+                facts.traits.extend(e.traits.to_map());
             }
             if let Some(email) = e.email() {
                 facts.email = Some(email.to_string());
@@ -91,7 +91,7 @@ impl IdentityBatch {
             let facts = self.workspaces.entry(ws.clone()).or_default();
             facts.first_seen = Some(facts.first_seen.map_or(t, |f| f.min(t)));
             if e.kind == EventKind::Group {
-                facts.traits.extend(e.traits.clone());
+                facts.traits.extend(e.traits.to_map());
             }
         }
     }

@@ -5,8 +5,7 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use duckdb::{params, Connection};
-use serde_json::{Map, Value};
-use upmarket_core::{Event, EventKind, IngestSource};
+use upmarket_core::{email_of, Event, EventKind, IngestSource, JsonObject};
 
 use crate::duckdb_store::{json_or_null, run, ts};
 use crate::identity_batch::IdentityBatch;
@@ -37,11 +36,6 @@ pub(crate) fn applied_through(conn: &Connection) -> Result<i64, StoreError> {
         .unwrap_or(0))
 }
 
-fn json_object(text: Option<String>) -> Map<String, Value> {
-    text.and_then(|t| serde_json::from_str::<Map<String, Value>>(&t).ok())
-        .unwrap_or_default()
-}
-
 /// The identity facts of the stored events after `seq` (what a crash may have left unapplied).
 pub(crate) fn facts_after(conn: &Connection, seq: i64) -> Result<IdentityBatch, StoreError> {
     let mut stmt = conn.prepare(
@@ -58,6 +52,8 @@ pub(crate) fn facts_after(conn: &Connection, seq: i64) -> Result<IdentityBatch, 
         };
         let timestamp: NaiveDateTime = r.get(8)?;
         let received: NaiveDateTime = r.get(9)?;
+        let traits = JsonObject::from_stored(r.get(10)?);
+        let context = JsonObject::from_stored(r.get(11)?);
         batch.add(&Event {
             kind,
             message_id: r.get(0)?,
@@ -71,9 +67,10 @@ pub(crate) fn facts_after(conn: &Connection, seq: i64) -> Result<IdentityBatch, 
             original_timestamp: None,
             sent_at: None,
             received_at: received.and_utc(),
-            properties: Map::new(),
-            traits: json_object(r.get(10)?),
-            context: json_object(r.get(11)?),
+            properties: JsonObject::empty(),
+            email: email_of(kind, &traits, &context),
+            traits,
+            context,
             source: IngestSource::Import,
         });
     }

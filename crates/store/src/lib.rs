@@ -115,7 +115,7 @@ pub trait Store: Send {
 
     /// [`Store::append_prepared`] for events not prepared yet (preparing them on this thread).
     fn append(&mut self, events: &[Event]) -> Result<Vec<AppendStatus>, StoreError> {
-        let prepared = PreparedEvent::all(events.to_vec())?;
+        let prepared = PreparedEvent::all(events.to_vec());
         self.append_prepared(&prepared.iter().collect::<Vec<_>>())
     }
 

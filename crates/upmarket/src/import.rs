@@ -11,7 +11,7 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use upmarket_core::segment::{event_from_object, BatchDefaults, ParseContext};
+use upmarket_core::segment::{export_object, parse_export_line, ParseContext};
 use upmarket_core::{Event, EventError, IngestSource};
 use upmarket_server::Config;
 use upmarket_store::tabular::{for_each_row, TabularFormat};
@@ -139,33 +139,45 @@ struct Importer {
 }
 
 impl Importer {
-    fn row(
+    /// One NDJSON line.
+    fn line(&mut self, file: &Path, line: u64, raw: &[u8]) -> Result<(), StoreError> {
+        let result = std::str::from_utf8(raw)
+            .map_err(|e| {
+                EventError::InvalidJson(format!("invalid UTF-8 at byte {}", e.valid_up_to()))
+            })
+            .and_then(|text| parse_export_line(text, &self.ctx, &self.group_type));
+        self.row(file, line, result)
+    }
+
+    /// One CSV or Parquet row, as an object of its columns; `raw` is its JSON text.
+    fn object(
         &mut self,
         file: &Path,
         line: u64,
         raw: &[u8],
-        value: Result<Value, EventError>,
+        obj: Map<String, Value>,
     ) -> Result<(), StoreError> {
-        let result = value.and_then(|v| {
-            if raw.len() > self.ctx.max_event_bytes {
-                return Err(EventError::TooLarge {
-                    size: raw.len(),
-                    limit: self.ctx.max_event_bytes,
-                });
-            }
-            match v {
-                Value::Object(obj) => self.event(obj, raw),
-                other => Err(EventError::NotAnObject(if other.is_array() {
-                    "an array"
-                } else {
-                    "a scalar"
-                })),
-            }
-        });
+        let result = if raw.len() > self.ctx.max_event_bytes {
+            Err(EventError::TooLarge {
+                size: raw.len(),
+                limit: self.ctx.max_event_bytes,
+            })
+        } else {
+            export_object(obj, raw, &self.ctx, &self.group_type)
+        };
+        self.row(file, line, result)
+    }
+
+    fn row(
+        &mut self,
+        file: &Path,
+        line: u64,
+        result: Result<Event, EventError>,
+    ) -> Result<(), StoreError> {
         self.summary.rows += 1;
         match result {
             Ok(e) => {
-                self.batch.push(PreparedEvent::new(e)?);
+                self.batch.push(PreparedEvent::new(e));
                 if self.batch.len() >= self.batch_size {
                     self.flush()?;
                 }
@@ -173,17 +185,6 @@ impl Importer {
             Err(err) => self.summary.reject(file, line, &err),
         }
         Ok(())
-    }
-
-    /// PostHog exports carry `distinct_id` and no Segment `type`.
-    fn event(&self, obj: Map<String, Value>, raw: &[u8]) -> Result<Event, EventError> {
-        if !obj.contains_key("type") && obj.contains_key("distinct_id") {
-            let mut ctx = self.ctx.clone();
-            ctx.source = IngestSource::Import;
-            upmarket_core::posthog::event_from_object(obj, raw, None, &self.group_type, &ctx)
-        } else {
-            event_from_object(obj, raw, None, &BatchDefaults::default(), &self.ctx)
-        }
     }
 
     /// Hands the batch to the appending thread. Fails only when that thread has stopped (its
@@ -344,7 +345,7 @@ fn read_files(importer: &mut Importer, args: &ImportArgs, bar: &ProgressBar) -> 
                 for_each_row(path, fmt, |obj| -> Result<(), StoreError> {
                     line += 1;
                     let raw = serde_json::to_vec(&obj)?;
-                    importer.row(path, line, &raw, Ok(Value::Object(obj)))
+                    importer.object(path, line, &raw, obj)
                 })
                 .with_context(|| format!("reading {}", path.display()))?;
                 bar.inc(std::fs::metadata(path).map(|m| m.len()).unwrap_or(0));
@@ -388,9 +389,7 @@ fn import_ndjson(importer: &mut Importer, path: &Path, bar: &ProgressBar) -> any
         if text.is_empty() {
             continue;
         }
-        let value = serde_json::from_slice::<Value>(text)
-            .map_err(|e| EventError::InvalidJson(e.to_string()));
-        importer.row(path, line, text, value)?;
+        importer.line(path, line, text)?;
     }
     Ok(())
 }
