@@ -246,11 +246,13 @@ fn ingest_http(cli: &Cli, clients: usize, batch: usize) -> anyhow::Result<()> {
     drop(lines);
     let data = cli.scratch.join("upmarket-http");
     fresh(&data)?;
-    let server = start_server(&cli.upmarket, &data)?;
-    let started = Instant::now();
+    // Each client's requests, split before the clock starts.
     let per_client: Vec<Vec<String>> = (0..clients)
         .map(|c| bodies.iter().skip(c).step_by(clients).cloned().collect())
         .collect();
+    drop(bodies);
+    let server = start_server(&cli.upmarket, &data)?;
+    let started = Instant::now();
     let handles: Vec<_> = per_client
         .into_iter()
         .map(|mine| {

@@ -120,7 +120,7 @@ pub fn run_demo(args: &DemoArgs, config: &Config) -> anyhow::Result<()> {
         &mut store,
         &config,
         &[sim_dir.join("events.ndjson")],
-        10_000,
+        crate::import::BATCH_EVENTS,
     )?;
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
