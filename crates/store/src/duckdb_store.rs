@@ -51,6 +51,9 @@ pub struct DuckDbStore {
     /// The last event `pending` covers, and since when it has waited.
     pending_through: i64,
     pending_since: Option<Instant>,
+    /// Further connections for appending several batches at once
+    /// ([`Store::append_prepared_many`]); empty unless [`DuckDbStore::parallel_appends`] asked.
+    lanes: Vec<Connection>,
 }
 
 pub(crate) fn ts(t: DateTime<Utc>) -> DbValue {
@@ -124,6 +127,7 @@ impl DuckDbStore {
             pending: IdentityBatch::default(),
             pending_through: 0,
             pending_since: None,
+            lanes: Vec::new(),
         };
         store.set_free_mail_domains(free_mail)?;
         store.replay_identity()?;
@@ -141,6 +145,18 @@ impl DuckDbStore {
     /// loses nothing (the facts are replayed from the events at the next open).
     pub fn defer_identity(&mut self, delay: Duration) {
         self.identity_delay = delay;
+    }
+
+    /// Lets [`Store::append_prepared_many`] append up to `n` batches at once, each on its own
+    /// connection and thread. DuckDB appends of different transactions to one table run in
+    /// parallel; their commits stay in order. Takes effect only with identity deferred
+    /// ([`DuckDbStore::defer_identity`]), since each batch commits alone.
+    pub fn parallel_appends(&mut self, n: usize) -> Result<(), StoreError> {
+        while self.lanes.len() + 1 < n {
+            self.lanes.push(self.conn.try_clone()?);
+        }
+        self.lanes.truncate(n.saturating_sub(1));
+        Ok(())
     }
 
     /// Writes the identity facts of events committed before and not yet applied (a crash
@@ -215,12 +231,7 @@ impl DuckDbStore {
     /// then, unless identity is deferred, write their identity facts. Commits, or rolls back.
     fn transact(&mut self, events: &[Keyed]) -> Result<(), StoreError> {
         let t0 = Instant::now();
-        run(&self.conn, "BEGIN TRANSACTION")?;
-        let result = (|| -> Result<Instant, StoreError> {
-            let mut app = self.conn.appender("events")?;
-            app.append_record_batch(event_batch(events.iter().map(|(_, p)| *p), self.next_seq)?)?;
-            app.flush()?;
-            drop(app);
+        let result = begin_append(&self.conn, events, self.next_seq).and_then(|()| {
             let t1 = Instant::now();
             if self.identity_delay.is_zero() {
                 let mut facts = std::mem::take(&mut self.pending);
@@ -237,7 +248,7 @@ impl DuckDbStore {
                 self.pending_since = None;
             }
             Ok(t1)
-        })();
+        });
         let t2 = Instant::now();
         let committed = result.and_then(|t1| {
             run(&self.conn, "COMMIT")?;
@@ -255,35 +266,27 @@ impl DuckDbStore {
         }
         committed
     }
-}
 
-impl Store for DuckDbStore {
-    fn append_prepared(
-        &mut self,
-        events: &[&PreparedEvent],
-    ) -> Result<Vec<AppendStatus>, StoreError> {
-        let mut statuses = vec![AppendStatus::Duplicate; events.len()];
-        // An event whose key is stored is a duplicate; within the batch, the first copy of a
-        // messageId is the one stored. The keys are claimed now (one hash-set operation an
-        // event) and given back if the transaction fails.
-        let unique: Vec<Keyed> = events
+    /// Claims the keys of `events`: those of events not stored yet, with their index.
+    fn claim<'a>(&mut self, events: &[&'a PreparedEvent]) -> Vec<Keyed<'a>> {
+        events
             .iter()
             .copied()
             .enumerate()
             .filter(|(_, p)| self.keys.claim(p.key))
-            .collect();
+            .collect()
+    }
+
+    /// After `unique` (claimed from a batch of `n` events) committed with the next numbers:
+    /// their statuses, and their identity facts queued when deferred.
+    fn committed(&mut self, n: usize, unique: &[Keyed]) -> Vec<AppendStatus> {
+        let mut statuses = vec![AppendStatus::Duplicate; n];
         if unique.is_empty() {
-            return Ok(statuses);
-        }
-        if let Err(err) = self.transact(&unique) {
-            for (_, p) in &unique {
-                self.keys.release(p.key);
-            }
-            return Err(err);
+            return statuses;
         }
         self.next_seq += unique.len() as i64;
         let deferred = !self.identity_delay.is_zero();
-        for &(i, p) in &unique {
+        for &(i, p) in unique {
             statuses[i] = AppendStatus::Stored;
             if deferred {
                 self.pending.add(&p.event);
@@ -291,16 +294,163 @@ impl Store for DuckDbStore {
         }
         if deferred {
             self.pending_through = self.next_seq - 1;
-            let since = *self.pending_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= self.identity_delay {
-                // The events are committed whatever happens here; a failure leaves the facts
-                // pending (and replayable from the events at the next open).
-                if let Err(err) = self.flush() {
-                    tracing::error!(error = %err, "writing deferred identity facts failed");
+            self.pending_since.get_or_insert_with(Instant::now);
+        }
+        statuses
+    }
+
+    /// Writes deferred identity facts once they have waited long enough.
+    fn flush_when_due(&mut self) {
+        let due = self
+            .pending_since
+            .is_some_and(|since| since.elapsed() >= self.identity_delay);
+        if due && !self.identity_delay.is_zero() {
+            // The events are committed whatever happens here; a failure leaves the facts
+            // pending (and replayable from the events at the next open).
+            if let Err(err) = self.flush() {
+                tracing::error!(error = %err, "writing deferred identity facts failed");
+            }
+        }
+    }
+}
+
+/// Begins a transaction on `conn` and appends `events` to `events`, numbered from `first_seq`
+/// in order. Rolls back if the append fails; leaves the transaction open otherwise.
+fn begin_append(conn: &Connection, events: &[Keyed], first_seq: i64) -> Result<(), StoreError> {
+    run(conn, "BEGIN TRANSACTION")?;
+    let appended = (|| -> Result<(), StoreError> {
+        let mut app = conn.appender("events")?;
+        app.append_record_batch(event_batch(events.iter().map(|(_, p)| *p), first_seq)?)?;
+        app.flush()?;
+        Ok(())
+    })();
+    if appended.is_err() {
+        if let Err(rollback) = run(conn, "ROLLBACK") {
+            tracing::debug!(error = %rollback, "rollback after a failed append");
+        }
+    }
+    appended
+}
+
+impl Store for DuckDbStore {
+    fn append_prepared(
+        &mut self,
+        events: &[&PreparedEvent],
+    ) -> Result<Vec<AppendStatus>, StoreError> {
+        // An event whose key is stored is a duplicate; within the batch, the first copy of a
+        // messageId is the one stored. The keys are claimed now (one hash-set operation an
+        // event) and given back if the transaction fails.
+        let unique = self.claim(events);
+        if unique.is_empty() {
+            return Ok(vec![AppendStatus::Duplicate; events.len()]);
+        }
+        if let Err(err) = self.transact(&unique) {
+            for (_, p) in &unique {
+                self.keys.release(p.key);
+            }
+            return Err(err);
+        }
+        let statuses = self.committed(events.len(), &unique);
+        self.flush_when_due();
+        Ok(statuses)
+    }
+
+    fn append_prepared_many(
+        &mut self,
+        batches: &[&[&PreparedEvent]],
+    ) -> Vec<Result<Vec<AppendStatus>, StoreError>> {
+        if batches.len() < 2 || self.lanes.is_empty() || self.identity_delay.is_zero() {
+            return batches.iter().map(|b| self.append_prepared(b)).collect();
+        }
+        let (now, later) = batches.split_at(batches.len().min(self.lanes.len() + 1));
+        // Claims in batch order (a messageId in two batches is stored by the first), then
+        // each batch's numbers follow the previous batch's.
+        let claimed: Vec<Vec<Keyed>> = now.iter().map(|b| self.claim(b)).collect();
+        let mut first_seq = Vec::with_capacity(claimed.len());
+        let mut next = self.next_seq;
+        for unique in &claimed {
+            first_seq.push(next);
+            next += unique.len() as i64;
+        }
+        // Append in parallel: the first batch on this thread, each other one on a lane of its
+        // own (the connection moves to the thread and back). Per batch after the first: its
+        // lane (None if its thread died: begin_append does not panic, but should it, the lane
+        // is opened again below) and the append's result.
+        let mut idle = std::mem::take(&mut self.lanes);
+        let busy: Vec<Connection> = idle.drain(..claimed.len() - 1).collect();
+        let (first, others) = std::thread::scope(|scope| {
+            let handles: Vec<_> = busy
+                .into_iter()
+                .zip(claimed.iter().zip(&first_seq).skip(1))
+                .map(|(lane, (unique, &seq))| {
+                    scope.spawn(move || {
+                        let result = begin_append(&lane, unique, seq);
+                        (lane, result)
+                    })
+                })
+                .collect();
+            let first = begin_append(&self.conn, &claimed[0], first_seq[0]);
+            let others: Vec<(Option<Connection>, Result<(), StoreError>)> = handles
+                .into_iter()
+                .map(|h| match h.join() {
+                    Ok((lane, result)) => (Some(lane), result),
+                    Err(_) => (None, Err(StoreError::Stopped)),
+                })
+                .collect();
+            (first, others)
+        });
+        let mut lanes: Vec<Option<Connection>> = vec![None];
+        let mut appended = vec![first];
+        for (lane, result) in others {
+            lanes.push(lane);
+            appended.push(result);
+        }
+        // Commit in batch order, so that readers only ever see a prefix of the numbers; after
+        // a failure, the later batches roll back too.
+        let mut results = Vec::with_capacity(batches.len());
+        let mut failed = false;
+        for (i, (unique, appended)) in claimed.iter().zip(appended).enumerate() {
+            let conn = if i == 0 {
+                Some(&self.conn)
+            } else {
+                lanes[i].as_ref()
+            };
+            let outcome = match (appended, conn) {
+                (Err(err), _) => Err(err),
+                (Ok(()), None) => Err(StoreError::Stopped),
+                (Ok(()), Some(conn)) if failed => {
+                    let _ = run(conn, "ROLLBACK");
+                    Err(StoreError::EarlierBatchFailed)
+                }
+                (Ok(()), Some(conn)) => run(conn, "COMMIT").map(|_| ()).inspect_err(|_| {
+                    let _ = run(conn, "ROLLBACK");
+                }),
+            };
+            results.push(match outcome {
+                Ok(()) => Ok(self.committed(now[i].len(), unique)),
+                Err(err) => {
+                    failed = true;
+                    for (_, p) in unique {
+                        self.keys.release(p.key);
+                    }
+                    Err(err)
+                }
+            });
+        }
+        self.lanes = lanes.into_iter().flatten().collect();
+        self.lanes.append(&mut idle);
+        while self.lanes.len() + 1 < claimed.len() {
+            match self.conn.try_clone() {
+                Ok(lane) => self.lanes.push(lane),
+                Err(err) => {
+                    tracing::error!(error = %err, "reopening an append lane failed");
+                    break;
                 }
             }
         }
-        Ok(statuses)
+        self.flush_when_due();
+        results.extend(later.iter().map(|b| self.append_prepared(b)));
+        results
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {

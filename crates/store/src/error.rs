@@ -27,6 +27,10 @@ pub enum StoreError {
     /// says why.
     #[error("the store stopped accepting writes")]
     Stopped,
+    /// A batch appended beside an earlier one that failed, rolled back so that the stored
+    /// events stay in order (see `Store::append_prepared_many`).
+    #[error("not stored: an earlier batch of the same commit failed")]
+    EarlierBatchFailed,
     /// A query returned a column of another type than its reader expects (a bug in upmarket).
     #[error("result column {column} has unexpected type {ty}")]
     UnexpectedColumn {

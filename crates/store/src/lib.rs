@@ -113,6 +113,16 @@ pub trait Store: Send {
         events: &[&PreparedEvent],
     ) -> Result<Vec<AppendStatus>, StoreError>;
 
+    /// Stores several batches, each in its own transaction, committed in order: one result
+    /// per batch. A backend may append them in parallel (DuckDB: [`DuckDbStore::parallel_appends`]);
+    /// after a failed batch the later ones fail too. The default appends one after another.
+    fn append_prepared_many(
+        &mut self,
+        batches: &[&[&PreparedEvent]],
+    ) -> Vec<Result<Vec<AppendStatus>, StoreError>> {
+        batches.iter().map(|b| self.append_prepared(b)).collect()
+    }
+
     /// [`Store::append_prepared`] for events not prepared yet (preparing them on this thread).
     fn append(&mut self, events: &[Event]) -> Result<Vec<AppendStatus>, StoreError> {
         let prepared = PreparedEvent::all(events.to_vec());

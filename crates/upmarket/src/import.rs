@@ -36,8 +36,13 @@ pub const BATCH_EVENTS: usize = 122_880;
 pub fn open_store(config: &Config) -> anyhow::Result<upmarket_store::DuckDbStore> {
     let mut store = crate::open_store(config)?;
     store.defer_identity(IDENTITY_DELAY);
+    store.parallel_appends(APPEND_LANES)?;
     Ok(store)
 }
+
+/// Batches appended at once, each on its own connection and thread: DuckDB's appends to one
+/// table from separate transactions run in parallel (measured in BENCHMARKS.md).
+const APPEND_LANES: usize = 2;
 
 /// Arguments of `upmarket import`.
 #[derive(clap::Args)]
@@ -88,6 +93,11 @@ pub struct ImportSummary {
     rejected_by_reason: BTreeMap<&'static str, u64>,
     /// The first rejected rows, with file and line.
     examples: Vec<RejectedRow>,
+    /// Seconds spent storing the events: reading, validating, committing.
+    events_secs: f64,
+    /// Seconds spent bringing the scoring tables (the model's daily rollup and account rows)
+    /// up to date with them afterwards.
+    scoring_tables_secs: f64,
 }
 
 const MAX_EXAMPLES: usize = 20;
@@ -106,6 +116,12 @@ impl ImportSummary {
             self.duplicates
         );
         println!("rejected    {:>12}", self.rejected);
+        println!(
+            "took        {:>12.1} s (events {:.1} s, scoring tables {:.1} s)",
+            self.events_secs + self.scoring_tables_secs,
+            self.events_secs,
+            self.scoring_tables_secs
+        );
         for (code, n) in &self.rejected_by_reason {
             println!("  {code:<26} {n:>8}");
         }
@@ -233,17 +249,16 @@ pub fn run(
     config: &Config,
     args: &ImportArgs,
 ) -> anyhow::Result<ImportSummary> {
-    let summary = import_with_format(store, config, &args.files, args.format, args.batch_size)?;
+    let started = std::time::Instant::now();
+    let mut summary = import_with_format(store, config, &args.files, args.format, args.batch_size)?;
+    summary.events_secs = started.elapsed().as_secs_f64();
     if summary.stored > 0 {
         // Scoring as of a day reads the model's daily rollup, re-scoring a few accounts its
         // account rows; building them here, where bulk data arrives, spares the first
         // `upmarket score --as-of` and the server's first re-scoring that cost.
         let started = std::time::Instant::now();
         store.reader()?.prepare_derived(&config.model)?;
-        tracing::info!(
-            ms = started.elapsed().as_millis() as u64,
-            "daily rollup and account rows up to date"
-        );
+        summary.scoring_tables_secs = started.elapsed().as_secs_f64();
     }
     Ok(summary)
 }
@@ -290,16 +305,32 @@ fn import_with_format(
     std::thread::scope(|scope| -> anyhow::Result<ImportSummary> {
         let appender = scope.spawn(move || -> Result<(u64, u64), StoreError> {
             let (mut stored, mut duplicates) = (0u64, 0u64);
-            for batch in incoming {
-                let statuses = store.append_prepared(&batch.iter().collect::<Vec<_>>())?;
-                // Freed by the parsing thread; if it has stopped, here.
-                let _ = give_back.send(batch);
-                let new = statuses
-                    .iter()
-                    .filter(|s| **s == AppendStatus::Stored)
-                    .count() as u64;
-                stored += new;
-                duplicates += statuses.len() as u64 - new;
+            while let Ok(first) = incoming.recv() {
+                // Whatever batches wait besides it are appended at once (in parallel when the
+                // store can: see `open_store`).
+                let mut group = vec![first];
+                while group.len() < APPEND_LANES {
+                    match incoming.recv() {
+                        Ok(batch) => group.push(batch),
+                        Err(_) => break,
+                    }
+                }
+                let refs: Vec<Vec<&PreparedEvent>> =
+                    group.iter().map(|b| b.iter().collect()).collect();
+                let slices: Vec<&[&PreparedEvent]> = refs.iter().map(Vec::as_slice).collect();
+                let results = store.append_prepared_many(&slices);
+                drop(refs);
+                for (batch, result) in group.into_iter().zip(results) {
+                    // Freed by the parsing thread; if it has stopped, here.
+                    let _ = give_back.send(batch);
+                    let statuses = result?;
+                    let new = statuses
+                        .iter()
+                        .filter(|s| **s == AppendStatus::Stored)
+                        .count() as u64;
+                    stored += new;
+                    duplicates += statuses.len() as u64 - new;
+                }
             }
             store.flush()?;
             Ok((stored, duplicates))

@@ -207,3 +207,62 @@ fn identity_deferred_at_a_crash_is_replayed_at_the_next_open() {
         .unwrap();
     assert_eq!(touched, ["acme.com"]);
 }
+
+/// Batches appended in parallel commit in order: numbers follow the batches, a messageId in
+/// two batches is stored by the first, and deferred identity covers all of them.
+#[test]
+fn batches_appended_in_parallel_keep_their_order_and_dedup() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
+    store.defer_identity(std::time::Duration::from_secs(3600));
+    store.parallel_appends(2).unwrap();
+    store.append(&[t("old")]).unwrap();
+    let batch = |ids: &[&str]| -> Vec<upmarket_store::PreparedEvent> {
+        ids.iter()
+            .map(|id| upmarket_store::PreparedEvent::new(t(id)))
+            .collect()
+    };
+    let (a, b, c) = (
+        batch(&["a1", "a2", "old"]),
+        batch(&["b1", "a2", "b2"]),
+        batch(&["c1"]),
+    );
+    let refs: Vec<Vec<&upmarket_store::PreparedEvent>> =
+        [&a, &b, &c].iter().map(|x| x.iter().collect()).collect();
+    let slices: Vec<&[&upmarket_store::PreparedEvent]> = refs.iter().map(Vec::as_slice).collect();
+    let results: Vec<Vec<AppendStatus>> = store
+        .append_prepared_many(&slices)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    use AppendStatus::{Duplicate as D, Stored as S};
+    assert_eq!(results, vec![vec![S, S, D], vec![S, D, S], vec![S]]);
+    let conn = store.sql_connection().unwrap();
+    let order: Vec<(i64, String)> = conn
+        .prepare("SELECT seq, message_id FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let want = ["old", "a1", "a2", "b1", "b2", "c1"];
+    assert_eq!(
+        order,
+        want.iter()
+            .enumerate()
+            .map(|(i, m)| (i as i64 + 1, m.to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store.append(&[t("b2"), t("d1")]).unwrap(),
+        vec![D, S],
+        "keys of parallel batches are known afterwards"
+    );
+    store.flush().unwrap();
+    let through: i64 = conn
+        .query_row("SELECT max(through_seq) FROM identity_state", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(through, 7, "identity applied through the last event");
+}
