@@ -39,8 +39,9 @@ pub struct DuckDbStore {
     path: PathBuf,
     /// The `seq` the next stored event gets (the writer numbers events itself).
     next_seq: i64,
-    /// The key of every stored event: deduplication (see [`crate::stored_keys`]).
-    keys: StoredKeys,
+    /// The key of every stored event: deduplication (see [`crate::stored_keys`]). Read at
+    /// the first append ([`DuckDbStore::load_stored_keys`]).
+    keys: Option<StoredKeys>,
     /// Identity state remembered between commits (see [`crate::write_cache`]).
     cache: WriteCache,
     /// How long identity facts of committed events may wait before they are written
@@ -110,18 +111,11 @@ impl DuckDbStore {
             conn.query_row("SELECT coalesce(max(seq), 0) + 1 FROM events", [], |r| {
                 r.get(0)
             })?;
-        let started = Instant::now();
-        let keys = StoredKeys::load(&conn)?;
-        tracing::debug!(
-            keys = keys.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "stored keys loaded"
-        );
         let mut store = DuckDbStore {
             conn,
             path,
             next_seq,
-            keys,
+            keys: None,
             cache: WriteCache::default(),
             identity_delay: Duration::ZERO,
             pending: IdentityBatch::default(),
@@ -157,6 +151,36 @@ impl DuckDbStore {
         }
         self.lanes.truncate(n.saturating_sub(1));
         Ok(())
+    }
+
+    /// Reads the keys of the stored events, which deduplication needs, unless they are read
+    /// already. The first append does it anyway; the server calls it before it serves, so
+    /// that no request waits for it (~1 s per 10M events).
+    pub fn load_stored_keys(&mut self) -> Result<(), StoreError> {
+        self.stored_keys().map(|_| ())
+    }
+
+    fn stored_keys(&mut self) -> Result<&mut StoredKeys, StoreError> {
+        if self.keys.is_none() {
+            let started = Instant::now();
+            let keys = StoredKeys::load(&self.conn)?;
+            tracing::info!(
+                events = keys.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "stored event keys read"
+            );
+            self.keys = Some(keys);
+        }
+        Ok(self.keys.get_or_insert_with(StoredKeys::default))
+    }
+
+    /// Gives back the claims of an append that failed.
+    fn release(&mut self, events: &[Keyed]) {
+        if let Some(keys) = &mut self.keys {
+            for (_, p) in events {
+                keys.release(p.key);
+            }
+        }
     }
 
     /// Writes the identity facts of events committed before and not yet applied (a crash
@@ -268,13 +292,14 @@ impl DuckDbStore {
     }
 
     /// Claims the keys of `events`: those of events not stored yet, with their index.
-    fn claim<'a>(&mut self, events: &[&'a PreparedEvent]) -> Vec<Keyed<'a>> {
-        events
+    fn claim<'a>(&mut self, events: &[&'a PreparedEvent]) -> Result<Vec<Keyed<'a>>, StoreError> {
+        let keys = self.stored_keys()?;
+        Ok(events
             .iter()
             .copied()
             .enumerate()
-            .filter(|(_, p)| self.keys.claim(p.key))
-            .collect()
+            .filter(|(_, p)| keys.claim(p.key))
+            .collect())
     }
 
     /// After `unique` (claimed from a batch of `n` events) committed with the next numbers:
@@ -340,14 +365,12 @@ impl Store for DuckDbStore {
         // An event whose key is stored is a duplicate; within the batch, the first copy of a
         // messageId is the one stored. The keys are claimed now (one hash-set operation an
         // event) and given back if the transaction fails.
-        let unique = self.claim(events);
+        let unique = self.claim(events)?;
         if unique.is_empty() {
             return Ok(vec![AppendStatus::Duplicate; events.len()]);
         }
         if let Err(err) = self.transact(&unique) {
-            for (_, p) in &unique {
-                self.keys.release(p.key);
-            }
+            self.release(&unique);
             return Err(err);
         }
         let statuses = self.committed(events.len(), &unique);
@@ -365,7 +388,25 @@ impl Store for DuckDbStore {
         let (now, later) = batches.split_at(batches.len().min(self.lanes.len() + 1));
         // Claims in batch order (a messageId in two batches is stored by the first), then
         // each batch's numbers follow the previous batch's.
-        let claimed: Vec<Vec<Keyed>> = now.iter().map(|b| self.claim(b)).collect();
+        let mut claimed: Vec<Vec<Keyed>> = Vec::with_capacity(now.len());
+        for batch in now {
+            match self.claim(batch) {
+                Ok(unique) => claimed.push(unique),
+                // Only reading the stored keys can fail, which the first claim does: nothing
+                // is claimed yet, no batch is stored.
+                Err(err) => {
+                    for unique in &claimed {
+                        self.release(unique);
+                    }
+                    let mut results: Vec<_> = batches
+                        .iter()
+                        .map(|_| Err(StoreError::EarlierBatchFailed))
+                        .collect();
+                    results[0] = Err(err);
+                    return results;
+                }
+            }
+        }
         let mut first_seq = Vec::with_capacity(claimed.len());
         let mut next = self.next_seq;
         for unique in &claimed {
@@ -430,9 +471,7 @@ impl Store for DuckDbStore {
                 Ok(()) => Ok(self.committed(now[i].len(), unique)),
                 Err(err) => {
                     failed = true;
-                    for (_, p) in unique {
-                        self.keys.release(p.key);
-                    }
+                    self.release(unique);
                     Err(err)
                 }
             });
