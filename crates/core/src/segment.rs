@@ -63,7 +63,7 @@ pub fn parse_export_line(
 ) -> Result<Event, EventError> {
     check_size(raw, ctx)?;
     let wire = read_wire(raw)?;
-    if wire.kind.is_none() && wire.has_distinct_id {
+    if wire.kind.is_none() && wire.distinct_id.is_some() {
         let Value::Object(obj) =
             serde_json::from_str(raw).map_err(|e| EventError::InvalidJson(e.to_string()))?
         else {

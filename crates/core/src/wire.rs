@@ -102,154 +102,83 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
     }
 }
 
-/// Reads the fields of one JSON object: `field` is called with each key and reads (or skips)
-/// its value. The key is borrowed unless it holds escapes.
-fn read_object<'de, A, F>(mut map: A, mut field: F) -> Result<(), A::Error>
-where
-    A: MapAccess<'de>,
-    F: FnMut(&str, &mut A) -> Result<(), A::Error>,
-{
-    while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-        field(&key, &mut map)?;
-    }
-    Ok(())
-}
+/// Defines a view of a JSON object: a struct of optional fields, each read from the member of
+/// the given name (the last one wins when a name repeats), every other member skipped unread.
+macro_rules! object_view {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty = $key:literal,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Default)]
+        pub(crate) struct $name<'a> {
+            $($(#[$fdoc])* pub $field: Option<$ty>,)*
+        }
 
-/// Skips the value of a field nobody reads.
-fn skip<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
-    map.next_value::<IgnoredAny>().map(|_| ())
-}
-
-/// The fields of a Segment event that upmarket reads (plus whether a PostHog `distinct_id`
-/// is there, which tells an import which parser a line needs).
-#[derive(Debug, Default)]
-pub(crate) struct WireEvent<'a> {
-    pub kind: Option<Scalar<'a>>,
-    pub user_id: Option<Scalar<'a>>,
-    pub anonymous_id: Option<Scalar<'a>>,
-    pub group_id: Option<Scalar<'a>>,
-    pub previous_id: Option<Scalar<'a>>,
-    pub message_id: Option<Scalar<'a>>,
-    pub event: Option<Scalar<'a>>,
-    pub name: Option<Scalar<'a>>,
-    pub timestamp: Option<Scalar<'a>>,
-    pub original_timestamp: Option<Scalar<'a>>,
-    pub sent_at: Option<Scalar<'a>>,
-    pub received_at: Option<Scalar<'a>>,
-    pub properties: Option<&'a RawValue>,
-    pub traits: Option<&'a RawValue>,
-    pub context: Option<&'a RawValue>,
-    pub has_distinct_id: bool,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for WireEvent<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = WireEvent<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an event object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                let mut w = WireEvent::default();
-                read_object(map, |key, map| {
-                    let slot = match key {
-                        "type" => &mut w.kind,
-                        "userId" => &mut w.user_id,
-                        "anonymousId" => &mut w.anonymous_id,
-                        "groupId" => &mut w.group_id,
-                        "previousId" => &mut w.previous_id,
-                        "messageId" => &mut w.message_id,
-                        "event" => &mut w.event,
-                        "name" => &mut w.name,
-                        "timestamp" => &mut w.timestamp,
-                        "originalTimestamp" => &mut w.original_timestamp,
-                        "sentAt" => &mut w.sent_at,
-                        "receivedAt" => &mut w.received_at,
-                        "properties" | "traits" | "context" => {
-                            let raw = Some(map.next_value::<&'de RawValue>()?);
-                            match key {
-                                "properties" => w.properties = raw,
-                                "traits" => w.traits = raw,
-                                _ => w.context = raw,
+        impl<'de: 'a, 'a> Deserialize<'de> for $name<'a> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = $name<'de>;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str("an object")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<Self::Value, A::Error> {
+                        let mut view = $name::default();
+                        // Keys are borrowed unless they hold escapes.
+                        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                            match key.as_ref() {
+                                $($key => view.$field = Some(map.next_value()?),)*
+                                _ => {
+                                    map.next_value::<IgnoredAny>()?;
+                                }
                             }
-                            return Ok(());
                         }
-                        "distinct_id" => {
-                            w.has_distinct_id = true;
-                            return skip(map);
-                        }
-                        _ => return skip(map),
-                    };
-                    *slot = Some(map.next_value()?);
-                    Ok(())
-                })?;
-                Ok(w)
+                        Ok(view)
+                    }
+                }
+                d.deserialize_map(V)
             }
         }
-        d.deserialize_map(V)
+    };
+}
+
+object_view! {
+    /// The fields of a Segment event that upmarket reads (and whether a PostHog `distinct_id` is
+    /// there, which tells an import which parser a line needs).
+    WireEvent {
+        kind: Scalar<'a> = "type",
+        user_id: Scalar<'a> = "userId",
+        anonymous_id: Scalar<'a> = "anonymousId",
+        group_id: Scalar<'a> = "groupId",
+        previous_id: Scalar<'a> = "previousId",
+        message_id: Scalar<'a> = "messageId",
+        event: Scalar<'a> = "event",
+        name: Scalar<'a> = "name",
+        timestamp: Scalar<'a> = "timestamp",
+        original_timestamp: Scalar<'a> = "originalTimestamp",
+        sent_at: Scalar<'a> = "sentAt",
+        received_at: Scalar<'a> = "receivedAt",
+        /// The objects, as their text.
+        properties: &'a RawValue = "properties",
+        traits: &'a RawValue = "traits",
+        context: &'a RawValue = "context",
+        distinct_id: IgnoredAny = "distinct_id",
     }
 }
 
-/// What identity needs from `context`: its `groupId` and `traits`.
-#[derive(Debug, Default)]
-pub(crate) struct ContextView<'a> {
-    pub group_id: Option<Scalar<'a>>,
-    pub traits: Option<&'a RawValue>,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for ContextView<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ContextView<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                let mut c = ContextView::default();
-                read_object(map, |key, map| {
-                    match key {
-                        "groupId" => c.group_id = Some(map.next_value()?),
-                        "traits" => c.traits = Some(map.next_value()?),
-                        _ => skip(map)?,
-                    }
-                    Ok(())
-                })?;
-                Ok(c)
-            }
-        }
-        d.deserialize_map(V)
+object_view! {
+    /// What identity needs from `context`: its `groupId` and `traits`.
+    ContextView {
+        group_id: Scalar<'a> = "groupId",
+        traits: &'a RawValue = "traits",
     }
 }
 
-/// What identity needs from a traits object: `email`.
-#[derive(Debug, Default)]
-pub(crate) struct TraitsView<'a> {
-    pub email: Option<Scalar<'a>>,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for TraitsView<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = TraitsView<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-                let mut t = TraitsView::default();
-                read_object(map, |key, map| {
-                    match key {
-                        "email" => t.email = Some(map.next_value()?),
-                        _ => skip(map)?,
-                    }
-                    Ok(())
-                })?;
-                Ok(t)
-            }
-        }
-        d.deserialize_map(V)
+object_view! {
+    /// What identity needs from a traits object: `email`.
+    TraitsView {
+        email: Scalar<'a> = "email",
     }
 }
 
@@ -294,7 +223,7 @@ mod tests {
         assert_eq!(w.event, Some(Scalar::String("Señal".into())));
         assert_eq!(w.properties.map(RawValue::get), Some(r#"{"b":2, "a":"x"}"#));
         assert_eq!(w.context.map(RawValue::get), Some("null"));
-        assert!(w.has_distinct_id);
+        assert!(w.distinct_id.is_some());
         assert_eq!(w.anonymous_id, None);
     }
 
