@@ -96,7 +96,7 @@ impl DuckDbStore {
         path: PathBuf,
         free_mail: &FreeMailDomains,
     ) -> Result<Self, StoreError> {
-        migrate(&conn)?;
+        migrate(&conn, &path)?;
         // DuckDB checkpoints (writes the WAL into the database file, the primary-key index
         // included) whenever the WAL passes this size. At its default (16 MB) a long import
         // checkpoints every ~100k events and each checkpoint costs more as the table grows;
@@ -724,7 +724,10 @@ pub(crate) fn strings(conn: &Connection, sql: &str) -> Result<Vec<String>, Store
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-fn migrate(conn: &Connection) -> Result<(), StoreError> {
+/// The migration that rewrites `events` (see `schema.rs`, V8).
+const REWRITES_EVENTS: i64 = 8;
+
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)")?;
     let current: i64 = conn.query_row(
         "SELECT coalesce(max(version), 0) FROM schema_migrations",
@@ -737,6 +740,20 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
             found: current,
             supported: newest,
         });
+    }
+    if current > 0 && current < REWRITES_EVENTS {
+        // The copy of `events` takes about as much disk as the store: refuse before starting
+        // rather than fail half-way with the disk full.
+        let needed = std::fs::metadata(path).map_or(0, |m| m.len());
+        if let Some(free) = crate::disk::free_bytes(path) {
+            if free < needed {
+                return Err(StoreError::NotEnoughDisk {
+                    path: path.display().to_string(),
+                    needed_mb: needed / 1_000_000 + 1,
+                    free_mb: free / 1_000_000,
+                });
+            }
+        }
     }
     for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
         tracing::info!(version, name, "applying migration");

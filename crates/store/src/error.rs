@@ -23,6 +23,16 @@ pub enum StoreError {
         /// Newest version this build knows.
         supported: i64,
     },
+    /// A schema migration that rewrites a table needs more free disk than there is.
+    #[error("upgrading the store at {path} rewrites its events table once and needs about {needed_mb} MB free on its disk; {free_mb} MB are free. Free some space (or copy the data directory to a larger disk) and start again; nothing was changed")]
+    NotEnoughDisk {
+        /// The database file.
+        path: String,
+        /// Megabytes the migration needs.
+        needed_mb: u64,
+        /// Megabytes free.
+        free_mb: u64,
+    },
     /// The writer (a thread holding the store) stopped before taking this work; its own error
     /// says why.
     #[error("the store stopped accepting writes")]

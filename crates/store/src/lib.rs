@@ -17,6 +17,7 @@
 mod account_rows;
 mod attribution;
 mod columns;
+mod disk;
 mod duckdb_store;
 pub mod error;
 mod event_batch;
