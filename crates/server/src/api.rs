@@ -16,9 +16,9 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = crate::ingest::body::auth_key(headers) else {
         return Err(ApiError::MissingKey("read token"));
     };
-    if state.config.read_tokens.iter().any(|t| *t == token) {
+    if state.config.read_tokens.contains(&token) {
         Ok(())
-    } else if state.config.write_keys.iter().any(|k| *k == token) {
+    } else if state.config.write_keys.contains(&token) {
         Err(ApiError::Forbidden(
             "a write key cannot read: use a read token (api.read_tokens)".into(),
         ))

@@ -51,7 +51,7 @@ pub(crate) fn timestamps(
         DataType::Timestamp(TimeUnit::Microsecond, None) => Ok(col
             .as_primitive::<TimestampMicrosecondType>()
             .iter()
-            .map(|v| v.and_then(|us| chrono::DateTime::from_timestamp_micros(us)))
+            .map(|v| v.and_then(chrono::DateTime::from_timestamp_micros))
             .map(|t| t.map(|t| t.naive_utc()))
             .collect()),
         other => Err(unexpected(batch.schema().field(i).name(), other)),

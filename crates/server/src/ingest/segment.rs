@@ -114,7 +114,7 @@ pub async fn batch(
         sent_at: parsed
             .sent_at
             .as_ref()
-            .and_then(|v| upmarket_core::segment::parse_timestamp_value(v)),
+            .and_then(upmarket_core::segment::parse_timestamp_value),
         context: parsed.context,
     };
     let mut events = Vec::with_capacity(parsed.batch.len());
