@@ -97,8 +97,8 @@ impl DuckDbStore {
         free_mail: &FreeMailDomains,
     ) -> Result<Self, StoreError> {
         migrate(&conn, &path)?;
-        // DuckDB checkpoints (writes the WAL into the database file, the primary-key index
-        // included) whenever the WAL passes this size. At its default (16 MB) a long import
+        // DuckDB checkpoints (writes the WAL into the database file) whenever the WAL passes
+        // this size. At its default (16 MB) a long import
         // checkpoints every ~100k events and each checkpoint costs more as the table grows;
         // a 100M-event import slowed about threefold by 36M events. A larger WAL
         // costs only a longer replay after a crash.

@@ -116,18 +116,18 @@ impl ImportSummary {
             self.duplicates
         );
         println!("rejected    {:>12}", self.rejected);
-        println!(
-            "took        {:>12.1} s (events {:.1} s, scoring tables {:.1} s)",
-            self.events_secs + self.scoring_tables_secs,
-            self.events_secs,
-            self.scoring_tables_secs
-        );
         for (code, n) in &self.rejected_by_reason {
             println!("  {code:<26} {n:>8}");
         }
         for ex in &self.examples {
             println!("  {}:{}: {}", ex.file, ex.line, ex.message);
         }
+        println!(
+            "took        {:>12.1} s (events {:.1} s, scoring tables {:.1} s)",
+            self.events_secs + self.scoring_tables_secs,
+            self.events_secs,
+            self.scoring_tables_secs
+        );
     }
 
     /// Events newly stored.
