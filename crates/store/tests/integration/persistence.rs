@@ -266,3 +266,34 @@ fn batches_appended_in_parallel_keep_their_order_and_dedup() {
         .unwrap();
     assert_eq!(through, 7, "identity applied through the last event");
 }
+
+/// Regression guard for the claims: an append whose transaction fails gives its keys back, so
+/// the same events are stored when sent again (here the append fails because the table has a
+/// column the writer does not fill).
+#[test]
+fn a_failed_append_leaves_its_events_storable() {
+    let mut store = memory_store();
+    store.append(&[t("before")]).unwrap();
+    let conn = store.sql_connection().unwrap();
+    conn.execute_batch("ALTER TABLE events ADD COLUMN extra INTEGER")
+        .unwrap();
+    assert!(store.append(&[t("x1"), t("x2")]).is_err());
+    conn.execute_batch("ALTER TABLE events DROP COLUMN extra")
+        .unwrap();
+    assert_eq!(
+        store.append(&[t("x1"), t("x2"), t("before")]).unwrap(),
+        vec![
+            AppendStatus::Stored,
+            AppendStatus::Stored,
+            AppendStatus::Duplicate
+        ]
+    );
+    let seqs: Vec<i64> = conn
+        .prepare("SELECT seq FROM events ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(seqs, [1, 2, 3], "no numbers lost to the failed append");
+}
