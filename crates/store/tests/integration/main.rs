@@ -26,3 +26,13 @@ pub fn ev(json: serde_json::Value) -> Event {
 pub fn memory_store() -> DuckDbStore {
     DuckDbStore::open_in_memory(&FreeMailDomains::default()).expect("in-memory store opens")
 }
+
+/// The first column of every row `sql` returns.
+pub fn column<T: duckdb::types::FromSql>(conn: &duckdb::Connection, sql: &str) -> Vec<T> {
+    conn.prepare(sql)
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}

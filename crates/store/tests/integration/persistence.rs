@@ -4,7 +4,7 @@ use serde_json::json;
 use upmarket_core::FreeMailDomains;
 use upmarket_store::{AppendStatus, DuckDbStore, Store};
 
-use crate::{ev, memory_store};
+use crate::{column, ev, memory_store};
 
 fn t(msg: &str) -> upmarket_core::Event {
     ev(
@@ -153,13 +153,7 @@ fn a_batch_mixing_old_and_new_events_after_a_restart_stores_only_the_new() {
         ]
     );
     let conn = store.sql_connection().unwrap();
-    let order: Vec<String> = conn
-        .prepare("SELECT message_id FROM events ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let order: Vec<String> = column(&conn, "SELECT message_id FROM events ORDER BY seq");
     assert_eq!(order, ["a", "b", "c", "d"], "seq keeps arrival order");
 }
 
@@ -288,12 +282,6 @@ fn a_failed_append_leaves_its_events_storable() {
             AppendStatus::Duplicate
         ]
     );
-    let seqs: Vec<i64> = conn
-        .prepare("SELECT seq FROM events ORDER BY seq")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let seqs: Vec<i64> = column(&conn, "SELECT seq FROM events ORDER BY seq");
     assert_eq!(seqs, [1, 2, 3], "no numbers lost to the failed append");
 }

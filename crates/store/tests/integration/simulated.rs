@@ -439,12 +439,7 @@ fn a_new_rollup_drops_the_ones_left_unused_for_a_month() {
     )
     .unwrap();
     let rollups = |conn: &duckdb::Connection| -> Vec<String> {
-        conn.prepare("SELECT name FROM rollups ORDER BY name")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
+        crate::column(conn, "SELECT name FROM rollups ORDER BY name")
     };
     let tables = |conn: &duckdb::Connection| -> i64 {
         conn.query_row(
