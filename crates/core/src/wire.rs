@@ -4,8 +4,8 @@
 //! point into the request (copied only when they hold escapes), `properties` / `traits` /
 //! `context` as their raw text, which is what the store keeps. Parsing into
 //! `serde_json::Value` instead built a B-tree map per object, and storing the event serialized
-//! those maps back to text: measured on 1M simulated events, one thread, 1.73 s for parsing and
-//! preparing against 0.52 s for reading the same fields this way (BENCHMARKS.md).
+//! those maps back to text: parsing and preparing 1M simulated events on one thread took 3.7 s
+//! that way and 1.8–2.2 s this way (the writer bench, BENCHMARKS.md).
 //!
 //! Duplicate keys behave as in `serde_json::Value`: the last one wins. Unknown fields are
 //! skipped, as Segment does.
