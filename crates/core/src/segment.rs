@@ -64,11 +64,8 @@ pub fn parse_export_line(
     check_size(raw, ctx)?;
     let wire = read_wire(raw)?;
     if wire.kind.is_none() && wire.distinct_id.is_some() {
-        let Value::Object(obj) =
-            serde_json::from_str(raw).map_err(|e| EventError::InvalidJson(e.to_string()))?
-        else {
-            return Err(EventError::NotAnObject("a scalar"));
-        };
+        let obj: Map<String, Value> =
+            serde_json::from_str(raw).map_err(|e| EventError::InvalidJson(e.to_string()))?;
         return crate::posthog::event_from_object(
             obj,
             raw.as_bytes(),
@@ -274,15 +271,7 @@ pub fn content_message_id(raw: &[u8]) -> String {
 }
 
 pub(crate) fn id_value(v: &Value, field: &'static str) -> Result<String, EventError> {
-    match v {
-        Value::String(s) => id_scalar(&Scalar::String(s.as_str().into()), field),
-        Value::Number(n) => id_scalar(&Scalar::Number(n.clone()), field),
-        other => Err(EventError::WrongType {
-            field,
-            expected: "a string",
-            got: json_type(other),
-        }),
-    }
+    id_scalar(&v.into(), field)
 }
 
 /// An id: a string (trimmed) or a number (as text), non-empty and at most [`MAX_ID_CHARS`].
@@ -356,15 +345,7 @@ pub(crate) fn timestamp_field(
     obj: &Map<String, Value>,
     field: &'static str,
 ) -> Result<Option<DateTime<Utc>>, EventError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => parse_timestamp(v)
-            .map(Some)
-            .ok_or_else(|| EventError::BadTimestamp {
-                field,
-                value: v.to_string().chars().take(64).collect(),
-            }),
-    }
+    scalar_timestamp(&obj.get(field).map(Scalar::from), field)
 }
 
 #[cfg(test)]

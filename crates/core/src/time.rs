@@ -5,13 +5,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 /// Parses an ISO-8601 / RFC 3339 timestamp. A timestamp without an offset is taken as UTC
 /// (several SDKs and CSV exports drop the `Z`). Numbers are read as Unix milliseconds.
 pub(crate) fn parse_timestamp(v: &serde_json::Value) -> Option<DateTime<Utc>> {
-    use crate::wire::Scalar;
-    let scalar = match v {
-        serde_json::Value::String(s) => Scalar::String(s.as_str().into()),
-        serde_json::Value::Number(n) => Scalar::Number(n.clone()),
-        _ => return None,
-    };
-    parse_scalar_timestamp(&scalar)
+    parse_scalar_timestamp(&v.into())
 }
 
 /// [`parse_timestamp`] for a value read by [`crate::wire`].

@@ -29,7 +29,7 @@ pub(crate) enum Scalar<'a> {
 }
 
 impl Scalar<'_> {
-    /// The JSON type name, for error messages (as [`crate::error::json_type`]).
+    /// The JSON type name, for error messages.
     pub(crate) fn type_name(&self) -> &'static str {
         match self {
             Scalar::Null => "null",
@@ -50,6 +50,21 @@ impl Scalar<'_> {
             Scalar::String(s) => serde_json::to_string(s).unwrap_or_default(),
             Scalar::Array => "[...]".into(),
             Scalar::Object => "{...}".into(),
+        }
+    }
+}
+
+impl<'a> From<&'a serde_json::Value> for Scalar<'a> {
+    /// A value already parsed into a tree (PostHog events, CSV rows): the same checks apply.
+    fn from(v: &'a serde_json::Value) -> Self {
+        use serde_json::Value;
+        match v {
+            Value::Null => Scalar::Null,
+            Value::Bool(b) => Scalar::Bool(*b),
+            Value::Number(n) => Scalar::Number(n.clone()),
+            Value::String(s) => Scalar::String(Cow::Borrowed(s)),
+            Value::Array(_) => Scalar::Array,
+            Value::Object(_) => Scalar::Object,
         }
     }
 }
