@@ -255,8 +255,10 @@ impl DuckDbStore {
     /// then, unless identity is deferred, write their identity facts. Commits, or rolls back.
     fn transact(&mut self, events: &[Keyed]) -> Result<(), StoreError> {
         let t0 = Instant::now();
-        let result = begin_append(&self.conn, events, self.next_seq).and_then(|()| {
-            let t1 = Instant::now();
+        // A failed append has rolled back already and written no identity.
+        begin_append(&self.conn, events, self.next_seq)?;
+        let t1 = Instant::now();
+        let result = (|| -> Result<(), StoreError> {
             if self.identity_delay.is_zero() {
                 let mut facts = std::mem::take(&mut self.pending);
                 for (_, p) in events {
@@ -271,10 +273,10 @@ impl DuckDbStore {
                 }
                 self.pending_since = None;
             }
-            Ok(t1)
-        });
+            Ok(())
+        })();
         let t2 = Instant::now();
-        let committed = result.and_then(|t1| {
+        let committed = result.and_then(|()| {
             run(&self.conn, "COMMIT")?;
             tracing::debug!(
                 events = events.len(),
@@ -289,17 +291,6 @@ impl DuckDbStore {
             self.abandon();
         }
         committed
-    }
-
-    /// Claims the keys of `events`: those of events not stored yet, with their index.
-    fn claim<'a>(&mut self, events: &[&'a PreparedEvent]) -> Result<Vec<Keyed<'a>>, StoreError> {
-        let keys = self.stored_keys()?;
-        Ok(events
-            .iter()
-            .copied()
-            .enumerate()
-            .filter(|(_, p)| keys.claim(p.key))
-            .collect())
     }
 
     /// After `unique` (claimed from a batch of `n` events) committed with the next numbers:
@@ -326,10 +317,11 @@ impl DuckDbStore {
 
     /// Writes deferred identity facts once they have waited long enough.
     fn flush_when_due(&mut self) {
+        // Only deferred facts wait (`pending_since` is set by `committed` when deferred).
         let due = self
             .pending_since
             .is_some_and(|since| since.elapsed() >= self.identity_delay);
-        if due && !self.identity_delay.is_zero() {
+        if due {
             // The events are committed whatever happens here; a failure leaves the facts
             // pending (and replayable from the events at the next open).
             if let Err(err) = self.flush() {
@@ -337,6 +329,16 @@ impl DuckDbStore {
             }
         }
     }
+}
+
+/// Claims the keys of `events` in `keys`: the events not stored yet, with their index.
+fn claim<'a>(keys: &mut StoredKeys, events: &[&'a PreparedEvent]) -> Vec<Keyed<'a>> {
+    events
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(|(_, p)| keys.claim(p.key))
+        .collect()
 }
 
 /// Begins a transaction on `conn` and appends `events` to `events`, numbered from `first_seq`
@@ -365,7 +367,7 @@ impl Store for DuckDbStore {
         // An event whose key is stored is a duplicate; within the batch, the first copy of a
         // messageId is the one stored. The keys are claimed now (one hash-set operation an
         // event) and given back if the transaction fails.
-        let unique = self.claim(events)?;
+        let unique = claim(self.stored_keys()?, events);
         if unique.is_empty() {
             return Ok(vec![AppendStatus::Duplicate; events.len()]);
         }
@@ -388,25 +390,19 @@ impl Store for DuckDbStore {
         let (now, later) = batches.split_at(batches.len().min(self.lanes.len() + 1));
         // Claims in batch order (a messageId in two batches is stored by the first), then
         // each batch's numbers follow the previous batch's.
-        let mut claimed: Vec<Vec<Keyed>> = Vec::with_capacity(now.len());
-        for batch in now {
-            match self.claim(batch) {
-                Ok(unique) => claimed.push(unique),
-                // Only reading the stored keys can fail, which the first claim does: nothing
-                // is claimed yet, no batch is stored.
-                Err(err) => {
-                    for unique in &claimed {
-                        self.release(unique);
-                    }
-                    let mut results: Vec<_> = batches
+        let keys = match self.stored_keys() {
+            Ok(keys) => keys,
+            Err(err) => {
+                let mut results = vec![Err(err)];
+                results.extend(
+                    batches[1..]
                         .iter()
-                        .map(|_| Err(StoreError::EarlierBatchFailed))
-                        .collect();
-                    results[0] = Err(err);
-                    return results;
-                }
+                        .map(|_| Err(StoreError::EarlierBatchFailed)),
+                );
+                return results;
             }
-        }
+        };
+        let claimed: Vec<Vec<Keyed>> = now.iter().map(|b| claim(keys, b)).collect();
         let mut first_seq = Vec::with_capacity(claimed.len());
         let mut next = self.next_seq;
         for unique in &claimed {
