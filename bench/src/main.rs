@@ -204,6 +204,22 @@ struct Server {
     url: String,
 }
 
+impl Server {
+    /// Stops the server as an operator would (SIGTERM) and waits for it: seconds taken.
+    fn stop(mut self) -> anyhow::Result<f64> {
+        let started = Instant::now();
+        let pid = libc::pid_t::try_from(self.child.id())?;
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        anyhow::ensure!(
+            unsafe { libc::kill(pid, libc::SIGTERM) } == 0,
+            "SIGTERM failed"
+        );
+        let status = self.child.wait()?;
+        anyhow::ensure!(status.success(), "the server exited with {status}");
+        Ok(started.elapsed().as_secs_f64())
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -289,7 +305,32 @@ fn ingest_http(cli: &Cli, clients: usize, batch: usize) -> anyhow::Result<()> {
     }
     let secs = started.elapsed().as_secs_f64();
     let rss = peak_rss_kib(server.child.id());
-    drop(server);
+    // A 200 means journaled; the events reach DuckDB a moment later: the server's /health
+    // says how many still wait.
+    loop {
+        let text = ureq::get(&format!("{}/health", server.url))
+            .call()?
+            .body_mut()
+            .read_to_string()?;
+        let health: serde_json::Value = serde_json::from_str(&text)?;
+        if health["waiting_events"].as_u64() == Some(0) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let stored_secs = started.elapsed().as_secs_f64();
+    let stop_secs = server.stop()?;
+    let stats = Command::new(&cli.upmarket)
+        .args(["stats", "--data-dir"])
+        .arg(&data)
+        .env("UPMARKET_LOG", "warn")
+        .output()?;
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout)?;
+    anyhow::ensure!(
+        stats["events"].as_u64() == Some(n_events),
+        "{n_events} events sent, the store holds {}",
+        stats["events"]
+    );
     let disk = dir_bytes(&data);
     let b = duckdb_load_baseline(cli, duckdb_load::Shape::Auto, None)?;
     // The largest group commit this many clients can make: DuckDB's own durable appends of
@@ -299,7 +340,7 @@ fn ingest_http(cli: &Cli, clients: usize, batch: usize) -> anyhow::Result<()> {
     let ours = n_events as f64 / secs;
     let base = b.events as f64 / b.secs;
     let floor_rate = floor.events as f64 / floor.secs;
-    println!("| ingest-http | {n_events} events, {clients} clients × {batch}/request | upmarket {ours:.0} ev/s ({secs:.1} s, {retries} × 429), server peak {} MiB | DuckDB read_json {base:.0} ev/s ({:.1} s), peak {} MiB | ratio {:.2} | DuckDB's own commits of {commit} events into upmarket's table {floor_rate:.0} ev/s ({:.2} of read_json; upmarket {:.2} of it) | disk {:.0} B/event (DuckDB table {:.0} B/event) |", rss / 1024, b.secs, b.peak_mib, ours / base, floor_rate / base, ours / floor_rate, disk as f64 / n_events as f64, b.disk as f64 / b.events.max(1) as f64);
+    println!("| ingest-http | {n_events} events, {clients} clients × {batch}/request | upmarket {ours:.0} ev/s ({secs:.1} s, {retries} × 429; all in DuckDB after {stored_secs:.1} s = {:.0} ev/s; stopped in {stop_secs:.1} s), server peak {} MiB | DuckDB read_json {base:.0} ev/s ({:.1} s), peak {} MiB | ratio {:.2} | DuckDB's own commits of {commit} events into upmarket's table {floor_rate:.0} ev/s ({:.2} of read_json; upmarket {:.2} of it) | disk {:.0} B/event (DuckDB table {:.0} B/event) |", n_events as f64 / stored_secs, rss / 1024, b.secs, b.peak_mib, ours / base, floor_rate / base, ours / floor_rate, disk as f64 / n_events as f64, b.disk as f64 / b.events.max(1) as f64);
     Ok(())
 }
 

@@ -103,6 +103,8 @@ pub struct RawIngest {
     pub queue_depth: Option<usize>,
     /// Most events the writer commits in one transaction (group commit).
     pub max_commit_events: Option<usize>,
+    /// Most acknowledged events waiting to be stored in DuckDB before new requests get 429.
+    pub max_unapplied_events: Option<usize>,
     /// How long identity facts of committed events may wait to be written together.
     pub identity_flush_ms: Option<usize>,
     /// Which PostHog group type names the workspace.
@@ -153,6 +155,8 @@ pub struct Config {
     pub queue_depth: usize,
     /// Largest group commit, in events.
     pub max_commit_events: usize,
+    /// Most acknowledged events waiting for DuckDB before 429.
+    pub max_unapplied_events: usize,
     /// How long identity facts of committed events may wait to be written together.
     pub identity_flush: std::time::Duration,
     /// PostHog group type that names the workspace.
@@ -165,6 +169,17 @@ pub struct Config {
     pub model_origin: String,
     /// Seconds between incremental re-scores.
     pub rescore_interval_secs: u64,
+}
+
+impl Config {
+    /// The writer's limits.
+    pub fn writer_limits(&self) -> crate::writer::WriterLimits {
+        crate::writer::WriterLimits {
+            queue_depth: self.queue_depth,
+            max_commit_events: self.max_commit_events,
+            max_unapplied_events: self.max_unapplied_events,
+        }
+    }
 }
 
 impl RawConfig {
@@ -320,6 +335,11 @@ impl RawConfig {
                 "ingest.max_commit_events",
                 self.ingest.max_commit_events,
                 50_000,
+            )?,
+            max_unapplied_events: positive(
+                "ingest.max_unapplied_events",
+                self.ingest.max_unapplied_events,
+                250_000,
             )?,
             identity_flush: std::time::Duration::from_millis(positive(
                 "ingest.identity_flush_ms",

@@ -25,7 +25,7 @@ use upmarket_core::EventKind;
 
 pub use config::{Config, ConfigError, Overrides, RawConfig};
 use error::ApiError;
-pub use writer::{spawn_writer, WriteError, WriterHandle};
+pub use writer::{spawn_writer, Backlog, WriteError, WriterHandle, WriterLimits};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -73,26 +73,34 @@ pub fn create_app(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+/// Liveness, and how many acknowledged events wait to reach the store (0 when it has all).
+async fn health(State(s): State<AppState>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "waiting_events": s.writer.backlog().waiting_events(),
+    }))
 }
+
+/// How long a stopping server waits for a re-scoring pass in progress.
+const SCORER_STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs the server until Ctrl-C or SIGTERM, then lets the writer commit what it has and stops.
 pub async fn serve(config: Config, store: Box<dyn upmarket_store::Store>) -> anyhow::Result<()> {
     let root = store.reader()?;
     let scorer_session = root.fork()?;
-    let (writer, writer_thread) = spawn_writer(store, config.queue_depth, config.max_commit_events);
+    let (writer, writer_thread) = spawn_writer(store, config.writer_limits())?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     tracing::info!(addr = %listener.local_addr()?, model = %config.model.name, version = config.model.version, "listening");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let scorer = {
-        let (model, stop) = (config.model.clone(), stop.clone());
+        let (model, stop, ingest) = (config.model.clone(), stop.clone(), writer.backlog());
         let interval = std::time::Duration::from_secs(config.rescore_interval_secs);
         std::thread::Builder::new()
             .name("upmarket-rescorer".into())
-            .spawn(move || rescorer::run(scorer_session, model, interval, stop))?
+            .spawn(move || rescorer::run(scorer_session, model, interval, &ingest, stop))?
     };
     let state = AppState {
         config: Arc::new(config),
@@ -103,11 +111,19 @@ pub async fn serve(config: Config, store: Box<dyn upmarket_store::Store>) -> any
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = tokio::task::spawn_blocking(move || scorer.join()).await;
-    // The router (and with it every writer handle) is gone: the writer drains and stops.
+    // The router (and with it every writer handle) is gone: the writer stores what waits and
+    // stops.
+    let scorer = tokio::task::spawn_blocking(move || scorer.join());
     tokio::task::spawn_blocking(move || writer_thread.join())
         .await?
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
+    // A re-scoring pass in progress only computes derived data: it is not waited for long.
+    if tokio::time::timeout(SCORER_STOP_WAIT, scorer)
+        .await
+        .is_err()
+    {
+        tracing::info!("stopping without waiting for the re-scoring pass in progress");
+    }
     Ok(())
 }
 

@@ -30,7 +30,7 @@ fn server_on(config_toml: &str, store: Box<dyn Store>) -> TestServer {
         .unwrap();
     let reader = store.reader().unwrap();
     let sessions = upmarket_server::sessions::SessionPool::new(store.reader().unwrap());
-    let (writer, _thread) = spawn_writer(store, config.queue_depth, config.max_commit_events);
+    let (writer, _thread) = spawn_writer(store, config.writer_limits()).unwrap();
     let state = AppState {
         config: Arc::new(config),
         writer,
@@ -397,8 +397,8 @@ fn the_read_api_needs_a_read_token_and_write_keys_cannot_read() {
     }
 }
 
-/// The real store behind a gate: `append` waits until the test opens it, so the writer can be
-/// held busy deterministically.
+/// The real store behind a gate: appending waits until the test opens it, so the applier can
+/// be held busy deterministically.
 struct GatedStore {
     inner: DuckDbStore,
     open: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
@@ -410,6 +410,19 @@ impl Store for GatedStore {
         &mut self,
         events: &[&upmarket_store::PreparedEvent],
     ) -> Result<Vec<upmarket_store::AppendStatus>, upmarket_store::StoreError> {
+        self.inner.append_prepared(events)
+    }
+
+    fn take_stored_keys(
+        &mut self,
+    ) -> Result<upmarket_store::StoredKeys, upmarket_store::StoreError> {
+        self.inner.take_stored_keys()
+    }
+
+    fn append_unique(
+        &mut self,
+        events: &[&upmarket_store::PreparedEvent],
+    ) -> Result<(), upmarket_store::StoreError> {
         let _ = self.entered.send(());
         let (lock, cvar) = &*self.open;
         let mut open = lock.lock().unwrap();
@@ -417,7 +430,7 @@ impl Store for GatedStore {
             open = cvar.wait(open).unwrap();
         }
         drop(open);
-        self.inner.append_prepared(events)
+        self.inner.append_unique(events)
     }
 
     fn reader(&self) -> Result<Box<dyn StoreSession>, upmarket_store::StoreError> {
@@ -425,8 +438,9 @@ impl Store for GatedStore {
     }
 }
 
-/// When the writer is busy and its queue full, a request gets 429 with Retry-After and stores
-/// nothing; the queued ones are stored once the writer catches up.
+/// When the store is busy and the events waiting for it reach `max_unapplied_events`, a
+/// request gets 429 with Retry-After and stores nothing; the waiting ones are stored once the
+/// store catches up.
 #[test]
 fn a_saturated_writer_answers_429_with_retry_after() {
     let open = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
@@ -437,7 +451,7 @@ fn a_saturated_writer_answers_429_with_retry_after() {
         entered,
     };
     let s = server_on(
-        &format!("[ingest]\nwrite_keys = ['{KEY}']\nqueue_depth = 1\n"),
+        &format!("[ingest]\nwrite_keys = ['{KEY}']\nqueue_depth = 1\nmax_unapplied_events = 2\n"),
         Box::new(store),
     );
     let send = |msg: &'static str| {
@@ -459,12 +473,12 @@ fn a_saturated_writer_answers_429_with_retry_after() {
             (resp.status().as_u16(), retry, text)
         })
     };
-    // The first request holds the writer inside append ...
+    // The first request holds the applier inside its append ...
     let first = send("m1");
     writer_busy
         .recv_timeout(std::time::Duration::from_secs(30))
         .unwrap();
-    // ... one of the next two takes the single queue slot, the other is refused.
+    // ... one of the next two takes the second place of the backlog, the other is refused.
     let (second, third) = (send("m2"), send("m3"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !(second.is_finished() || third.is_finished()) {
@@ -474,6 +488,13 @@ fn a_saturated_writer_answers_429_with_retry_after() {
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    let health =
+        |s: &TestServer| get(&format!("{}/health", s.url), None).1["waiting_events"].clone();
+    assert_eq!(
+        health(&s),
+        2,
+        "the held event and the queued one wait for the store"
+    );
     {
         let (lock, cvar) = &*open;
         *lock.lock().unwrap() = true;
@@ -499,4 +520,5 @@ fn a_saturated_writer_answers_429_with_retry_after() {
         .message_counts(&["m1".into(), "m2".into(), "m3".into()])
         .unwrap();
     assert_eq!(counts.values().sum::<u64>(), 2, "{counts:?}");
+    assert_eq!(health(&s), 0, "nothing waits once both are stored");
 }

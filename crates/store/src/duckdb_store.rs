@@ -13,6 +13,7 @@ use upmarket_core::FreeMailDomains;
 use crate::event_batch::event_batch;
 use crate::identity_batch::IdentityBatch;
 use crate::identity_write::{applied_through, facts_after, set_applied_through, write_identity};
+use crate::journal::{self, JOURNAL_DIR};
 use crate::schema::MIGRATIONS;
 use crate::stored_keys::StoredKeys;
 use crate::write_cache::WriteCache;
@@ -29,6 +30,11 @@ pub const DB_FILE: &str = "upmarket.duckdb";
 /// WAL size at which DuckDB checkpoints (see [`DuckDbStore::open`]).
 pub const CHECKPOINT_THRESHOLD: &str = "1GB";
 
+/// Events in one DuckDB row group: a transaction of whole row groups is written straight
+/// into the database file at commit, not through the write-ahead log. The import's batch
+/// size and the server's largest append.
+pub const ROW_GROUP_EVENTS: usize = 122_880;
+
 /// An event of a batch being appended, with its index in the batch.
 type Keyed<'a> = (usize, &'a PreparedEvent);
 
@@ -40,7 +46,7 @@ pub struct DuckDbStore {
     /// The `seq` the next stored event gets (the writer numbers events itself).
     next_seq: i64,
     /// The key of every stored event: deduplication (see [`crate::stored_keys`]). Read at
-    /// the first append ([`DuckDbStore::load_stored_keys`]).
+    /// the first append, or handed to the server's writer ([`Store::take_stored_keys`]).
     keys: Option<StoredKeys>,
     /// Identity state remembered between commits (see [`crate::write_cache`]).
     cache: WriteCache,
@@ -79,7 +85,37 @@ impl DuckDbStore {
         })?;
         let path = data_dir.join(DB_FILE);
         let conn = Connection::open(&path)?;
-        Self::from_connection(conn, path, free_mail)
+        let mut store = Self::from_connection(conn, path, free_mail)?;
+        store.replay_journal(&data_dir.join(JOURNAL_DIR))?;
+        Ok(store)
+    }
+
+    /// Stores the events of the ingest journal at `dir` that are not stored yet (the server
+    /// acknowledged them and stopped before they reached DuckDB), then deletes the journal.
+    fn replay_journal(&mut self, dir: &Path) -> Result<(), StoreError> {
+        let found = journal::segments(dir)?;
+        let Some((last, _)) = found.last() else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let events = journal::recover(dir)?;
+        let mut stored = 0;
+        for chunk in events.chunks(ROW_GROUP_EVENTS) {
+            let statuses = self.append(chunk)?;
+            stored += statuses
+                .iter()
+                .filter(|s| **s == AppendStatus::Stored)
+                .count();
+        }
+        self.flush()?;
+        journal::remove_before(dir, last + 1)?;
+        tracing::info!(
+            events = events.len(),
+            stored,
+            ms = started.elapsed().as_millis() as u64,
+            "ingest journal replayed"
+        );
+        Ok(())
     }
 
     /// An in-memory store, for tests and benchmarks.
@@ -151,13 +187,6 @@ impl DuckDbStore {
         }
         self.lanes.truncate(n.saturating_sub(1));
         Ok(())
-    }
-
-    /// Reads the keys of the stored events, which deduplication needs, unless they are read
-    /// already. The first append does it anyway; the server calls it before it serves, so
-    /// that no request waits for it (~1 s per 10M events).
-    pub fn load_stored_keys(&mut self) -> Result<(), StoreError> {
-        self.stored_keys().map(|_| ())
     }
 
     fn stored_keys(&mut self) -> Result<&mut StoredKeys, StoreError> {
@@ -486,6 +515,27 @@ impl Store for DuckDbStore {
         self.flush_when_due();
         results.extend(later.iter().map(|b| self.append_prepared(b)));
         results
+    }
+
+    fn take_stored_keys(&mut self) -> Result<StoredKeys, StoreError> {
+        self.stored_keys()?;
+        Ok(self.keys.take().unwrap_or_default())
+    }
+
+    fn append_unique(&mut self, events: &[&PreparedEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let keyed: Vec<Keyed> = events.iter().copied().enumerate().collect();
+        self.transact(&keyed)?;
+        self.committed(events.len(), &keyed);
+        self.flush_when_due();
+        Ok(())
+    }
+
+    fn journal_dir(&self) -> Option<PathBuf> {
+        let dir = self.path.parent()?;
+        (self.path != Path::new(":memory:")).then(|| dir.join(JOURNAL_DIR))
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {

@@ -24,6 +24,7 @@ mod event_batch;
 mod few;
 mod identity_batch;
 mod identity_write;
+pub mod journal;
 mod prepared;
 mod rollup;
 pub mod schema;
@@ -46,11 +47,12 @@ use std::collections::HashMap;
 use chrono::{NaiveDate, NaiveDateTime};
 use upmarket_core::model::{Level, Model, ScoreDetails};
 
-pub use duckdb_store::{DuckDbStore, CHECKPOINT_THRESHOLD, DB_FILE};
+pub use duckdb_store::{DuckDbStore, CHECKPOINT_THRESHOLD, DB_FILE, ROW_GROUP_EVENTS};
 pub use error::StoreError;
 pub use prepared::PreparedEvent;
 pub use scores::{HistoryPoint, StoredScore, TierChange};
 pub use scoring::AccountSignals;
+pub use stored_keys::StoredKeys;
 use upmarket_core::Event;
 
 /// What happened to one event handed to [`Store::append`].
@@ -128,6 +130,23 @@ pub trait Store: Send {
     fn append(&mut self, events: &[Event]) -> Result<Vec<AppendStatus>, StoreError> {
         let prepared = PreparedEvent::all(events.to_vec());
         self.append_prepared(&prepared.iter().collect::<Vec<_>>())
+    }
+
+    /// Hands the caller the keys of every stored event, for a writer that deduplicates
+    /// before it appends (the server claims keys when it journals events, and appends them
+    /// later with [`Store::append_unique`]). The store keeps no keys afterwards: from then on
+    /// the caller deduplicates every append.
+    fn take_stored_keys(&mut self) -> Result<StoredKeys, StoreError>;
+
+    /// Durably stores events that are not stored yet (the caller claimed their keys in the
+    /// set [`Store::take_stored_keys`] gave it), in one transaction, numbered in order.
+    fn append_unique(&mut self, events: &[&PreparedEvent]) -> Result<(), StoreError>;
+
+    /// Where a server writing to this store keeps its ingest journal ([`journal`]): the store
+    /// replays it when it opens. None for a store that does not outlive the process (in
+    /// memory): events are then acknowledged after their DuckDB commit.
+    fn journal_dir(&self) -> Option<std::path::PathBuf> {
+        None
     }
 
     /// Writes whatever derived data the store deferred (identity facts the server lets wait a

@@ -25,6 +25,11 @@ impl PreparedEvent {
         }
     }
 
+    /// Its deduplication key.
+    pub fn key(&self) -> i128 {
+        self.key
+    }
+
     /// Prepares every event of a batch.
     pub fn all(events: Vec<Event>) -> Vec<Self> {
         events.into_iter().map(Self::new).collect()

@@ -31,7 +31,7 @@ use crate::StoreError;
 
 /// The keys of the stored events.
 #[derive(Debug, Default)]
-pub(crate) struct StoredKeys(HashSet<i128, RandomState>);
+pub struct StoredKeys(HashSet<i128, RandomState>);
 
 impl StoredKeys {
     /// Every key in `events`.
@@ -63,18 +63,23 @@ impl StoredKeys {
 
     /// Claims `key` for an event about to be appended: false if an event with it is stored
     /// (or claimed earlier in the same append). A claim of a failed append must be released.
-    pub(crate) fn claim(&mut self, key: i128) -> bool {
+    pub fn claim(&mut self, key: i128) -> bool {
         self.0.insert(key)
     }
 
     /// Gives back the claim on `key` (its append was rolled back).
-    pub(crate) fn release(&mut self, key: i128) {
+    pub fn release(&mut self, key: i128) {
         self.0.remove(&key);
     }
 
     /// How many keys are held.
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 

@@ -30,7 +30,7 @@ const IDENTITY_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
 /// time: 1M events imported in 4.5–4.7 s against 5.3 s in transactions of 10,000, 5.1–5.5 s
 /// at 30,000–100,000 and 5.1 s at 250,000, with the lowest peak memory of them all
 /// (460–500 MB; BENCHMARKS.md).
-pub const BATCH_EVENTS: usize = 122_880;
+pub const BATCH_EVENTS: usize = upmarket_store::ROW_GROUP_EVENTS;
 
 /// Opens the store for an import (`upmarket import`, the demo): identity facts deferred by
 /// [`IDENTITY_DELAY`].

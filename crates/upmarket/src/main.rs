@@ -112,8 +112,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let mut store = open_store(&config)?;
             store.defer_identity(config.identity_flush);
-            // Before serving, so that no request waits for deduplication's keys.
-            store.load_stored_keys()?;
             tracing::info!(data_dir = %config.data_dir.display(), "store open");
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

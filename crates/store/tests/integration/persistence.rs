@@ -285,3 +285,56 @@ fn a_failed_append_leaves_its_events_storable() {
     let seqs: Vec<i64> = column(&conn, "SELECT seq FROM events ORDER BY seq");
     assert_eq!(seqs, [1, 2, 3], "no numbers lost to the failed append");
 }
+
+/// Events the server journaled (acknowledged) but had not stored in DuckDB when it stopped
+/// are stored when the store next opens, with their identity; those it had stored too are not
+/// stored twice; the journal is gone afterwards.
+#[test]
+fn journaled_events_are_stored_once_at_the_next_open() {
+    use upmarket_store::journal::{self, Journal};
+    use upmarket_store::PreparedEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let journal_dir = dir.path().join(journal::JOURNAL_DIR);
+    {
+        let mut store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
+        assert_eq!(store.journal_dir(), Some(journal_dir.clone()));
+        let mut keys = store.take_stored_keys().unwrap();
+        let events = PreparedEvent::all(vec![
+            t("applied"),
+            identify("journaled-1", "ann", "ann@acme.com"),
+            t("journaled-2"),
+        ]);
+        assert!(events.iter().all(|p| keys.claim(p.key())));
+        let mut j = Journal::create(&journal_dir).unwrap();
+        j.append(&events.iter().collect::<Vec<_>>()).unwrap();
+        // The applier stored the first event, then the process died.
+        store.append_unique(&[&events[0]]).unwrap();
+    }
+    assert_eq!(journal::segments(&journal_dir).unwrap().len(), 1);
+    let mut store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
+    assert!(journal::segments(&journal_dir).unwrap().is_empty());
+    let r = store.reader().unwrap();
+    let counts = r
+        .message_counts(&["applied".into(), "journaled-1".into(), "journaled-2".into()])
+        .unwrap();
+    assert_eq!(
+        (
+            counts["applied"],
+            counts["journaled-1"],
+            counts["journaled-2"]
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        r.attribution("journaled-1")
+            .unwrap()
+            .unwrap()
+            .company_id
+            .as_deref(),
+        Some("acme.com")
+    );
+    assert_eq!(
+        store.append(&[t("journaled-2")]).unwrap(),
+        vec![AppendStatus::Duplicate]
+    );
+}

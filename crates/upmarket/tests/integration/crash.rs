@@ -69,7 +69,22 @@ fn acknowledged_events_survive_kill_9_exactly_once() {
         "the load produced only {} acknowledged events",
         acked.len()
     );
+    // The acknowledged events not yet in DuckDB at the kill are in the ingest journal; the
+    // store replays it when it opens (the events DuckDB has already are not stored twice).
+    let journal = data_dir.join(upmarket_store::journal::JOURNAL_DIR);
+    assert!(
+        !upmarket_store::journal::segments(&journal)
+            .unwrap()
+            .is_empty(),
+        "a killed server leaves its journal"
+    );
     let store = open_store(&data_dir);
+    assert!(
+        upmarket_store::journal::segments(&journal)
+            .unwrap()
+            .is_empty(),
+        "the journal is replayed and removed at open"
+    );
     let counts = store.reader().unwrap().message_counts(&acked).unwrap();
     let missing: Vec<_> = acked.iter().filter(|id| counts[*id] == 0).take(5).collect();
     let doubled: Vec<_> = acked.iter().filter(|id| counts[*id] > 1).take(5).collect();
