@@ -95,13 +95,17 @@ pub async fn serve(config: Config, store: Box<dyn upmarket_store::Store>) -> any
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     tracing::info!(addr = %listener.local_addr()?, model = %config.model.name, version = config.model.version, "listening");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let scorer = {
+    let (scorer_done, scorer_stopped) = std::sync::mpsc::channel();
+    {
         let (model, stop, ingest) = (config.model.clone(), stop.clone(), writer.backlog());
         let interval = std::time::Duration::from_secs(config.rescore_interval_secs);
         std::thread::Builder::new()
             .name("upmarket-rescorer".into())
-            .spawn(move || rescorer::run(scorer_session, model, interval, &ingest, stop))?
-    };
+            .spawn(move || {
+                rescorer::run(scorer_session, model, interval, &ingest, stop);
+                let _ = scorer_done.send(());
+            })?;
+    }
     let state = AppState {
         config: Arc::new(config),
         writer,
@@ -113,15 +117,15 @@ pub async fn serve(config: Config, store: Box<dyn upmarket_store::Store>) -> any
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     // The router (and with it every writer handle) is gone: the writer stores what waits and
     // stops.
-    let scorer = tokio::task::spawn_blocking(move || scorer.join());
     tokio::task::spawn_blocking(move || writer_thread.join())
         .await?
         .map_err(|_| anyhow::anyhow!("writer thread panicked"))?;
-    // A re-scoring pass in progress only computes derived data: it is not waited for long.
-    if tokio::time::timeout(SCORER_STOP_WAIT, scorer)
-        .await
-        .is_err()
-    {
+    // A re-scoring pass in progress only computes derived data: it is not waited for long
+    // (its thread ends with the process; what it had not committed is not saved). Not a
+    // join on the runtime's blocking pool: dropping the runtime would wait for it.
+    let waited =
+        tokio::task::spawn_blocking(move || scorer_stopped.recv_timeout(SCORER_STOP_WAIT)).await?;
+    if waited.is_err() {
         tracing::info!("stopping without waiting for the re-scoring pass in progress");
     }
     Ok(())
