@@ -340,7 +340,7 @@ fn ingest_http(cli: &Cli, clients: usize, batch: usize) -> anyhow::Result<()> {
     let ours = n_events as f64 / secs;
     let base = b.events as f64 / b.secs;
     let floor_rate = floor.events as f64 / floor.secs;
-    println!("| ingest-http | {n_events} events, {clients} clients × {batch}/request | upmarket {ours:.0} ev/s ({secs:.1} s, {retries} × 429; all in DuckDB after {stored_secs:.1} s = {:.0} ev/s; stopped in {stop_secs:.1} s), server peak {} MiB | DuckDB read_json {base:.0} ev/s ({:.1} s), peak {} MiB | ratio {:.2} | DuckDB's own commits of {commit} events into upmarket's table {floor_rate:.0} ev/s ({:.2} of read_json; upmarket {:.2} of it) | disk {:.0} B/event (DuckDB table {:.0} B/event) |", n_events as f64 / stored_secs, rss / 1024, b.secs, b.peak_mib, ours / base, floor_rate / base, ours / floor_rate, disk as f64 / n_events as f64, b.disk as f64 / b.events.max(1) as f64);
+    println!("| ingest-http | {n_events} events, {clients} clients × {batch}/request | upmarket {ours:.0} ev/s ({secs:.1} s, {retries} × 429; all in DuckDB after {stored_secs:.1} s = {:.0} ev/s = {:.2} of read_json; stopped in {stop_secs:.1} s), server peak {} MiB | DuckDB read_json {base:.0} ev/s ({:.1} s), peak {} MiB | ratio {:.2} | DuckDB's own commits of {commit} events into upmarket's table {floor_rate:.0} ev/s ({:.2} of read_json; upmarket {:.2} of it) | disk {:.0} B/event (DuckDB table {:.0} B/event) |", n_events as f64 / stored_secs, n_events as f64 / stored_secs / base, rss / 1024, b.secs, b.peak_mib, ours / base, floor_rate / base, ours / floor_rate, disk as f64 / n_events as f64, b.disk as f64 / b.events.max(1) as f64);
     Ok(())
 }
 

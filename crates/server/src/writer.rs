@@ -183,8 +183,8 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>
     std::thread::Builder::new()
         .name(name.into())
         .spawn(f)
-        .map_err(|source| StoreError::DataDir {
-            path: format!("(thread {name})"),
+        .map_err(|source| StoreError::Thread {
+            name: name.into(),
             source,
         })
 }

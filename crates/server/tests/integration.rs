@@ -129,6 +129,11 @@ fn track_then_retry_is_stored_once() {
         (Some(0), Some(1))
     );
     assert_eq!(s.reader.message_counts(&["m-1".into()]).unwrap()["m-1"], 1);
+    let (_, health) = get(&format!("{}/health", s.url), None);
+    assert_eq!(
+        health["waiting_events"], 0,
+        "a stored event and a duplicate leave no room taken"
+    );
 }
 
 #[test]

@@ -15,6 +15,22 @@ pub enum StoreError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Reading or writing the ingest journal failed.
+    #[error("ingest journal {path}: {source}")]
+    Journal {
+        /// The journal's file or directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A thread of the writer could not be started.
+    #[error("cannot start thread {name}: {source}")]
+    Thread {
+        /// The thread's name.
+        name: String,
+        /// The error.
+        source: std::io::Error,
+    },
     /// The database was written by a newer upmarket.
     #[error("database schema version {found} is newer than this upmarket understands ({supported}); upgrade upmarket")]
     SchemaTooNew {

@@ -58,10 +58,13 @@ pub struct Journal {
     segment: u64,
     size: u64,
     buf: Vec<u8>,
+    /// A write failed: its record may be partly on disk, so the next one starts a new
+    /// segment (recovery reads a segment up to its first unreadable record).
+    torn: bool,
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> StoreError {
-    StoreError::DataDir {
+    StoreError::Journal {
         path: path.display().to_string(),
         source,
     }
@@ -161,6 +164,7 @@ impl Journal {
             segment: next,
             size: MAGIC.len() as u64,
             buf: Vec::new(),
+            torn: false,
         };
         journal.buf.reserve(1 << 20);
         Ok(journal)
@@ -191,10 +195,11 @@ impl Journal {
     /// Writes `events` as one record and waits until it is on disk. Returns the number of the
     /// segment that holds it.
     pub fn append(&mut self, events: &[&PreparedEvent]) -> Result<u64, StoreError> {
-        if self.size >= SEGMENT_BYTES {
+        if self.size >= SEGMENT_BYTES || self.torn {
             self.file = Self::start(&self.dir, self.segment + 1)?;
             self.segment += 1;
             self.size = MAGIC.len() as u64;
+            self.torn = false;
         }
         self.buf.clear();
         self.buf.extend_from_slice(&[0; 8]);
@@ -206,11 +211,14 @@ impl Journal {
         let crc = crc32fast::hash(&self.buf[8..]);
         self.buf[..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
         self.buf[4..8].copy_from_slice(&crc.to_le_bytes());
-        let path = || segment_path(&self.dir, self.segment);
-        self.file
+        let written = self
+            .file
             .write_all(&self.buf)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|e| io_error(&path(), e))?;
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            self.torn = true;
+            return Err(io_error(&segment_path(&self.dir, self.segment), e));
+        }
         self.size += self.buf.len() as u64;
         if self.buf.capacity() > 16 << 20 {
             self.buf = Vec::with_capacity(1 << 20);
@@ -419,6 +427,26 @@ mod tests {
         std::fs::write(&path, &flipped).unwrap();
         assert_eq!(recover(dir.path()).unwrap(), vec![a.event.clone()]);
         std::fs::write(&path, &full).unwrap();
+        assert_eq!(recover(dir.path()).unwrap(), vec![a.event, b.event]);
+    }
+
+    /// A failed write may leave part of its record behind: the next record goes to a new
+    /// segment, so that recovery (which stops a segment at its first unreadable record)
+    /// still finds it.
+    #[test]
+    fn after_a_failed_write_the_next_record_starts_a_new_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = event(r#"{"type":"track","event":"A","userId":"u1","messageId":"m1"}"#);
+        let b = event(r#"{"type":"track","event":"B","userId":"u1","messageId":"m2"}"#);
+        let mut j = Journal::create(dir.path()).unwrap();
+        j.append(&[&a]).unwrap();
+        let path = segment_path(dir.path(), 1);
+        // A handle that cannot write makes the next append fail; then half a record lands.
+        j.file = File::open(&path).unwrap();
+        assert!(j.append(&[&b]).is_err());
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
+        assert_eq!(j.append(&[&b]).unwrap(), 2);
         assert_eq!(recover(dir.path()).unwrap(), vec![a.event, b.event]);
     }
 
