@@ -407,11 +407,17 @@ mod tests {
         assert_eq!(recover(dir.path()).unwrap(), vec![b.event]);
     }
 
+    fn two_tracks() -> (PreparedEvent, PreparedEvent) {
+        (
+            event(r#"{"type":"track","event":"A","userId":"u1","messageId":"m1"}"#),
+            event(r#"{"type":"track","event":"B","userId":"u1","messageId":"m2"}"#),
+        )
+    }
+
     #[test]
     fn a_torn_or_corrupt_tail_ends_the_segment_and_keeps_what_came_before() {
         let dir = tempfile::tempdir().unwrap();
-        let a = event(r#"{"type":"track","event":"A","userId":"u1","messageId":"m1"}"#);
-        let b = event(r#"{"type":"track","event":"B","userId":"u1","messageId":"m2"}"#);
+        let (a, b) = two_tracks();
         let mut j = Journal::create(dir.path()).unwrap();
         j.append(&[&a]).unwrap();
         j.append(&[&b]).unwrap();
@@ -436,8 +442,7 @@ mod tests {
     #[test]
     fn after_a_failed_write_the_next_record_starts_a_new_segment() {
         let dir = tempfile::tempdir().unwrap();
-        let a = event(r#"{"type":"track","event":"A","userId":"u1","messageId":"m1"}"#);
-        let b = event(r#"{"type":"track","event":"B","userId":"u1","messageId":"m2"}"#);
+        let (a, b) = two_tracks();
         let mut j = Journal::create(dir.path()).unwrap();
         j.append(&[&a]).unwrap();
         let path = segment_path(dir.path(), 1);
