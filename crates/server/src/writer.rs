@@ -20,10 +20,9 @@
 //! the requests after its commit, and a failed commit gives the keys back and fails them.
 //!
 //! Backpressure: at most `max_unapplied_events` accepted events may wait for the applier
-//! (they are in memory). A request waits up to a second for room, then gets 429; so does
-//! one that finds the queue full. A failed
-//! apply of journaled events is retried (they were acknowledged) until the server stops; what
-//! is left stays in the journal for the next start.
+//! (they are in memory). A request waits up to a second for room, then gets 429; so does one
+//! that finds the queue full. A failed apply of journaled events is retried (they were
+//! acknowledged) until the server stops; what is left stays in the journal for the next start.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender};
