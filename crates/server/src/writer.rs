@@ -395,7 +395,7 @@ impl Applier {
                 After::Journaled(segment) => Some(segment),
                 After::Answer(_) => None,
             });
-            all_applied &= self.apply(&mut batch);
+            all_applied &= self.apply(batch);
             if all_applied {
                 // Every segment before this batch's last one is in the store.
                 if let (Some(dir), Some(last)) = (&self.journal_dir, journaled_through) {
@@ -422,7 +422,7 @@ impl Applier {
     /// One transaction for `batch`; answers the requests waiting for it. Journaled events are
     /// retried until they are stored or the writer has stopped. Whether they were stored (once
     /// journaled events were not, no journal segment is removed before the next start).
-    fn apply(&mut self, batch: &mut [Accepted]) -> bool {
+    fn apply(&mut self, batch: Vec<Accepted>) -> bool {
         let events: Vec<&PreparedEvent> = batch.iter().flat_map(|a| a.events.iter()).collect();
         let journaled = matches!(batch[0].after, After::Journaled(_));
         let mut wait = RETRY_FIRST;
@@ -449,10 +449,8 @@ impl Applier {
         match result {
             Ok(()) => {
                 self.room.add_permits(permits);
-                for a in batch.iter_mut() {
-                    if let After::Answer(answers) =
-                        std::mem::replace(&mut a.after, After::Journaled(0))
-                    {
+                for a in batch {
+                    if let After::Answer(answers) = a.after {
                         for (reply, statuses) in answers {
                             let _ = reply.send(Ok(statuses));
                         }
@@ -467,11 +465,9 @@ impl Applier {
             Err(err) => {
                 tracing::error!(error = %err, events = n, "commit failed");
                 self.room.add_permits(permits);
-                for a in batch.iter_mut() {
+                for a in batch {
                     release(&self.keys, &a.events);
-                    if let After::Answer(answers) =
-                        std::mem::replace(&mut a.after, After::Journaled(0))
-                    {
+                    if let After::Answer(answers) = a.after {
                         for (reply, _) in answers {
                             let _ = reply.send(Err(WriteError::Store(err.to_string())));
                         }

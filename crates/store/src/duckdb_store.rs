@@ -30,6 +30,9 @@ pub const DB_FILE: &str = "upmarket.duckdb";
 /// WAL size at which DuckDB checkpoints (see [`DuckDbStore::open`]).
 pub const CHECKPOINT_THRESHOLD: &str = "1GB";
 
+/// The path an in-memory store reports.
+const IN_MEMORY: &str = ":memory:";
+
 /// Events in one DuckDB row group: a transaction of whole row groups is written straight
 /// into the database file at commit, not through the write-ahead log. The import's batch
 /// size and the server's largest append.
@@ -98,16 +101,17 @@ impl DuckDbStore {
             return Ok(());
         };
         let started = Instant::now();
-        let events = journal::recover(dir)?;
+        // Identity is not deferred yet (the store is just open): each transaction writes its
+        // own facts.
+        let events = PreparedEvent::all(journal::recover(dir)?);
         let mut stored = 0;
         for chunk in events.chunks(ROW_GROUP_EVENTS) {
-            let statuses = self.append(chunk)?;
+            let statuses = self.append_prepared(&chunk.iter().collect::<Vec<_>>())?;
             stored += statuses
                 .iter()
                 .filter(|s| **s == AppendStatus::Stored)
                 .count();
         }
-        self.flush()?;
         journal::remove_before(dir, last + 1)?;
         tracing::info!(
             events = events.len(),
@@ -122,7 +126,7 @@ impl DuckDbStore {
     pub fn open_in_memory(free_mail: &FreeMailDomains) -> Result<Self, StoreError> {
         Self::from_connection(
             Connection::open_in_memory()?,
-            PathBuf::from(":memory:"),
+            PathBuf::from(IN_MEMORY),
             free_mail,
         )
     }
@@ -322,6 +326,19 @@ impl DuckDbStore {
         committed
     }
 
+    /// Stores `unique` (the new events of a batch of `n`) in one transaction: their statuses.
+    /// Claiming their keys, and giving them back on failure, is the caller's part.
+    fn store_unique(
+        &mut self,
+        n: usize,
+        unique: &[Keyed],
+    ) -> Result<Vec<AppendStatus>, StoreError> {
+        self.transact(unique)?;
+        let statuses = self.committed(n, unique);
+        self.flush_when_due();
+        Ok(statuses)
+    }
+
     /// After `unique` (claimed from a batch of `n` events) committed with the next numbers:
     /// their statuses, and their identity facts queued when deferred.
     fn committed(&mut self, n: usize, unique: &[Keyed]) -> Vec<AppendStatus> {
@@ -400,13 +417,8 @@ impl Store for DuckDbStore {
         if unique.is_empty() {
             return Ok(vec![AppendStatus::Duplicate; events.len()]);
         }
-        if let Err(err) = self.transact(&unique) {
-            self.release(&unique);
-            return Err(err);
-        }
-        let statuses = self.committed(events.len(), &unique);
-        self.flush_when_due();
-        Ok(statuses)
+        self.store_unique(events.len(), &unique)
+            .inspect_err(|_| self.release(&unique))
     }
 
     fn append_prepared_many(
@@ -527,15 +539,14 @@ impl Store for DuckDbStore {
             return Ok(());
         }
         let keyed: Vec<Keyed> = events.iter().copied().enumerate().collect();
-        self.transact(&keyed)?;
-        self.committed(events.len(), &keyed);
-        self.flush_when_due();
-        Ok(())
+        self.store_unique(events.len(), &keyed).map(|_| ())
     }
 
     fn journal_dir(&self) -> Option<PathBuf> {
-        let dir = self.path.parent()?;
-        (self.path != Path::new(":memory:")).then(|| dir.join(JOURNAL_DIR))
+        if self.path == Path::new(IN_MEMORY) {
+            return None;
+        }
+        Some(self.path.parent()?.join(JOURNAL_DIR))
     }
 
     fn flush(&mut self) -> Result<(), StoreError> {

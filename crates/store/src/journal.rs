@@ -36,6 +36,8 @@ pub const JOURNAL_DIR: &str = "journal";
 /// A segment grows to about this size before the next one starts.
 const SEGMENT_BYTES: u64 = 64 << 20;
 const MAGIC: &[u8; 8] = b"UPMJRN01";
+/// Codes of the event kinds and sources, by position (decoding); [`kind_code`] and
+/// [`source_code`] encode with exhaustive matches, so a new variant cannot go unnoticed.
 const KINDS: [EventKind; 6] = [
     EventKind::Track,
     EventKind::Identify,
@@ -252,11 +254,28 @@ fn put_time(buf: &mut Vec<u8>, t: Option<DateTime<Utc>>) {
     }
 }
 
+fn kind_code(kind: EventKind) -> u8 {
+    match kind {
+        EventKind::Track => 0,
+        EventKind::Identify => 1,
+        EventKind::Group => 2,
+        EventKind::Page => 3,
+        EventKind::Screen => 4,
+        EventKind::Alias => 5,
+    }
+}
+
+fn source_code(source: IngestSource) -> u8 {
+    match source {
+        IngestSource::Segment => 0,
+        IngestSource::Posthog => 1,
+        IngestSource::Import => 2,
+    }
+}
+
 fn encode(buf: &mut Vec<u8>, e: &Event) {
-    let kind = KINDS.iter().position(|k| *k == e.kind).unwrap_or(0);
-    let source = SOURCES.iter().position(|s| *s == e.source).unwrap_or(0);
-    buf.push(kind as u8);
-    buf.push(source as u8);
+    buf.push(kind_code(e.kind));
+    buf.push(source_code(e.source));
     for s in [
         e.event.as_deref(),
         e.name.as_deref(),
@@ -453,6 +472,16 @@ mod tests {
         f.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
         assert_eq!(j.append(&[&b]).unwrap(), 2);
         assert_eq!(recover(dir.path()).unwrap(), vec![a.event, b.event]);
+    }
+
+    #[test]
+    fn codes_are_the_positions_decoding_reads() {
+        for (i, k) in KINDS.iter().enumerate() {
+            assert_eq!(usize::from(kind_code(*k)), i, "{k:?}");
+        }
+        for (i, s) in SOURCES.iter().enumerate() {
+            assert_eq!(usize::from(source_code(*s)), i, "{s:?}");
+        }
     }
 
     #[test]
