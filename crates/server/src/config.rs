@@ -101,7 +101,7 @@ pub struct RawIngest {
     pub max_batch_events: Option<usize>,
     /// Write requests that may wait for the writer before new ones get 429.
     pub queue_depth: Option<usize>,
-    /// Most events the writer commits in one transaction (group commit).
+    /// Most events the writer makes durable together (group commit: one journal record).
     pub max_commit_events: Option<usize>,
     /// Most acknowledged events waiting to be stored in DuckDB before new requests get 429.
     pub max_unapplied_events: Option<usize>,
