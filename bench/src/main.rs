@@ -151,6 +151,26 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds (user + system, all threads) the process `pid` has used so far. Less sensitive
+/// than a rate to other work on a shared machine: it says what the work cost, not how long it
+/// waited for a core.
+fn cpu_secs(pid: u32) -> f64 {
+    // SAFETY: sysconf takes and returns plain integers.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (in parentheses, which may hold spaces):
+            // utime and stime are the 14th and 15th fields of the line.
+            let rest = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / ticks)
+        })
+        .unwrap_or(0.0)
+}
+
 fn fresh(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
         std::fs::remove_dir_all(dir)?;
@@ -268,6 +288,7 @@ fn ingest_http(cli: &Cli, clients: usize, batch: usize) -> anyhow::Result<()> {
         .collect();
     drop(bodies);
     let server = start_server(&cli.upmarket, &data)?;
+    let cpu_at_start = cpu_secs(server.child.id());
     let started = Instant::now();
     let handles: Vec<_> = per_client
         .into_iter()
@@ -319,6 +340,7 @@ fn ingest_http(cli: &Cli, clients: usize, batch: usize) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(5));
     }
     let stored_secs = started.elapsed().as_secs_f64();
+    let server_cpu = cpu_secs(server.child.id()) - cpu_at_start;
     let stop_secs = server.stop()?;
     let stats = Command::new(&cli.upmarket)
         .args(["stats", "--data-dir"])
@@ -340,7 +362,7 @@ fn ingest_http(cli: &Cli, clients: usize, batch: usize) -> anyhow::Result<()> {
     let ours = n_events as f64 / secs;
     let base = b.events as f64 / b.secs;
     let floor_rate = floor.events as f64 / floor.secs;
-    println!("| ingest-http | {n_events} events, {clients} clients × {batch}/request | upmarket {ours:.0} ev/s ({secs:.1} s, {retries} × 429; all in DuckDB after {stored_secs:.1} s = {:.0} ev/s = {:.2} of read_json; stopped in {stop_secs:.1} s), server peak {} MiB | DuckDB read_json {base:.0} ev/s ({:.1} s), peak {} MiB | ratio {:.2} | DuckDB's own commits of {commit} events into upmarket's table {floor_rate:.0} ev/s ({:.2} of read_json; upmarket {:.2} of it) | disk {:.0} B/event (DuckDB table {:.0} B/event) |", n_events as f64 / stored_secs, n_events as f64 / stored_secs / base, rss / 1024, b.secs, b.peak_mib, ours / base, floor_rate / base, ours / floor_rate, disk as f64 / n_events as f64, b.disk as f64 / b.events.max(1) as f64);
+    println!("| ingest-http | {n_events} events, {clients} clients × {batch}/request | upmarket {ours:.0} ev/s ({secs:.1} s, {retries} × 429; all in DuckDB after {stored_secs:.1} s = {:.0} ev/s = {:.2} of read_json; stopped in {stop_secs:.1} s; server CPU {:.1} µs/event), server peak {} MiB | DuckDB read_json {base:.0} ev/s ({:.1} s), peak {} MiB | ratio {:.2} | DuckDB's own commits of {commit} events into upmarket's table {floor_rate:.0} ev/s ({:.2} of read_json; upmarket {:.2} of it) | disk {:.0} B/event (DuckDB table {:.0} B/event) |", n_events as f64 / stored_secs, n_events as f64 / stored_secs / base, server_cpu * 1e6 / n_events as f64, rss / 1024, b.secs, b.peak_mib, ours / base, floor_rate / base, ours / floor_rate, disk as f64 / n_events as f64, b.disk as f64 / b.events.max(1) as f64);
     Ok(())
 }
 

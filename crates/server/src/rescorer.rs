@@ -80,11 +80,12 @@ pub fn run(
         Err(e) => tracing::error!(error = %e, "initial scoring failed"),
     }
     let mut next = Instant::now() + interval;
+    let mut saturated = Saturation::default();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        // While the store lags far behind ingestion, passes wait (up to MAX_DEFER): the
+        // While ingestion keeps the store far behind, passes wait (up to MAX_DEFER): the
         // machine's CPU goes to storing what was acknowledged.
-        let deferred = ingest.is_saturated() && now < next + MAX_DEFER;
+        let deferred = saturated.observe(ingest.is_saturated(), now) && now < next + MAX_DEFER;
         if now < next || deferred {
             std::thread::sleep(Duration::from_millis(50));
             continue;
@@ -117,6 +118,32 @@ pub fn run(
 /// them and 179–194k without.
 pub const MAX_DEFER: Duration = Duration::from_secs(60);
 
+/// How long after the store was last seen lagging far behind ingestion a due pass still waits.
+/// Under a saturating load the backlog rises above half the room and falls below it again
+/// with every transaction of the applier (a row group at a time), so a pass that waited only
+/// while it was above started in the first dip: over a 10M-event HTTP load the re-scorer and
+/// DuckDB's threads running its queries still took ~30% of the machine. A load that the store
+/// keeps up with never reaches half the room, and its passes run on time.
+pub const SATURATION_MEMORY: Duration = Duration::from_secs(2);
+
+/// Whether ingestion saturated the store within the last [`SATURATION_MEMORY`].
+#[derive(Debug, Default)]
+struct Saturation {
+    last_seen: Option<Instant>,
+}
+
+impl Saturation {
+    /// Records whether the store lags far behind ingestion at `now`; true when it did within
+    /// the last [`SATURATION_MEMORY`].
+    fn observe(&mut self, saturated: bool, now: Instant) -> bool {
+        if saturated {
+            self.last_seen = Some(now);
+        }
+        self.last_seen
+            .is_some_and(|t| now.saturating_duration_since(t) < SATURATION_MEMORY)
+    }
+}
+
 /// After a pass, the re-scorer waits at least this many times the pass's length.
 pub const DUTY_WAIT: u32 = 3;
 
@@ -142,5 +169,26 @@ fn lower_priority() {
         if result != 0 {
             tracing::debug!(error = %std::io::Error::last_os_error(), "could not lower the re-scorer's priority");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saturation_is_remembered_for_a_while_then_forgotten() {
+        let start = Instant::now();
+        let mut s = Saturation::default();
+        assert!(!s.observe(false, start), "never saturated");
+        assert!(s.observe(true, start));
+        // The backlog dips below half between the applier's transactions: still saturated.
+        let dip = start + SATURATION_MEMORY / 2;
+        assert!(s.observe(false, dip));
+        assert!(
+            !s.observe(false, start + SATURATION_MEMORY),
+            "quiet long enough"
+        );
+        assert!(s.observe(true, start + SATURATION_MEMORY * 3));
     }
 }
