@@ -21,6 +21,17 @@ pub struct Rejected {
     pub message: String,
 }
 
+impl Rejected {
+    /// The event at `index` of a batch, refused for `error`.
+    pub fn new(index: usize, error: &upmarket_core::EventError) -> Self {
+        Rejected {
+            index,
+            code: error.code(),
+            message: error.to_string(),
+        }
+    }
+}
+
 /// A public API error.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApiError {

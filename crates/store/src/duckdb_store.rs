@@ -10,7 +10,6 @@ use duckdb::{params, Connection, OptionalExt};
 use serde_json::{Map, Value};
 use upmarket_core::FreeMailDomains;
 
-use crate::event_batch::event_batch;
 use crate::identity_batch::IdentityBatch;
 use crate::identity_write::{applied_through, facts_after, set_applied_through, write_identity};
 use crate::journal::{self, JOURNAL_DIR};
@@ -146,6 +145,7 @@ impl DuckDbStore {
             "SET checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'"
         ))?;
         conn.execute_batch(crate::identity_write::STAGING)?;
+        crate::event_rows::register(&conn)?;
         conn.set_prepared_statement_cache_capacity(64);
         let next_seq: i64 =
             conn.query_row("SELECT coalesce(max(seq), 0) + 1 FROM events", [], |r| {
@@ -392,10 +392,8 @@ fn claim<'a>(keys: &mut StoredKeys, events: &[&'a PreparedEvent]) -> Vec<Keyed<'
 fn begin_append(conn: &Connection, events: &[Keyed], first_seq: i64) -> Result<(), StoreError> {
     run(conn, "BEGIN TRANSACTION")?;
     let appended = (|| -> Result<(), StoreError> {
-        let mut app = conn.appender("events")?;
-        app.append_record_batch(event_batch(events.iter().map(|(_, p)| *p), first_seq)?)?;
-        app.flush()?;
-        Ok(())
+        let events: Vec<&PreparedEvent> = events.iter().map(|(_, p)| *p).collect();
+        crate::event_rows::insert(conn, &events, first_seq)
     })();
     if appended.is_err() {
         if let Err(rollback) = run(conn, "ROLLBACK") {

@@ -20,7 +20,7 @@ mod columns;
 mod disk;
 mod duckdb_store;
 pub mod error;
-mod event_batch;
+mod event_rows;
 mod few;
 mod identity_batch;
 mod identity_write;

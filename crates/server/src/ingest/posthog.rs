@@ -115,11 +115,7 @@ pub async fn capture(
         };
         match result {
             Ok(e) => events.push(e),
-            Err(e) => rejected.push(Rejected {
-                index,
-                code: e.code(),
-                message: e.to_string(),
-            }),
+            Err(e) => rejected.push(Rejected::new(index, &e)),
         }
     }
     let report = store_events(&state, events, rejected).await?;

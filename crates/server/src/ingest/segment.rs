@@ -122,11 +122,7 @@ pub async fn batch(
     for (index, raw) in parsed.batch.iter().enumerate() {
         match parse_event(raw.get(), None, &defaults, &ctx) {
             Ok(e) => events.push(e),
-            Err(e) => rejected.push(Rejected {
-                index,
-                code: e.code(),
-                message: e.to_string(),
-            }),
+            Err(e) => rejected.push(Rejected::new(index, &e)),
         }
     }
     let report = store_events(&state, events, rejected).await?;

@@ -1,0 +1,372 @@
+//! Events into `events` through a DuckDB table function that fills DuckDB's own vectors from
+//! the prepared events in memory: `INSERT INTO events SELECT * FROM upmarket_event_rows(token)`.
+//!
+//! Why not the appender: the `duckdb` crate's chunk appender takes an Arrow batch, so every
+//! string was copied into Arrow buffers, then into DuckDB's vectors, then into the appender's
+//! own buffered collection before DuckDB's insert copied it into the table's storage, and the
+//! 128-bit key went as decimal text that DuckDB parsed back (Arrow's decimal holds 38 digits,
+//! a key up to 39). Here the strings are copied once into DuckDB's vectors, the key and times
+//! are written as the integers they are, and the insert is DuckDB's set-based one.
+//!
+//! The events are lent to the function for the length of one statement: [`insert`] registers
+//! them under a fresh token, runs the statement, and takes them back (also when it fails)
+//! before it returns. DuckDB calls the function only while the statement runs.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use duckdb::core::{DataChunkHandle, Inserter, LogicalTypeHandle, LogicalTypeId};
+use duckdb::vtab::{BindInfo, InitInfo, TableFunctionInfo, VTab};
+use duckdb::Connection;
+
+use crate::prepared::PreparedEvent;
+use crate::StoreError;
+
+/// The table function's name.
+const FUNCTION: &str = "upmarket_event_rows";
+
+/// Registers the table function on `conn`'s database (once per database: functions live in
+/// its catalog, every connection sees them).
+pub(crate) fn register(conn: &Connection) -> Result<(), StoreError> {
+    conn.register_table_function::<EventRows>(FUNCTION)?;
+    Ok(())
+}
+
+/// Inserts `events` into `events`, numbered from `first_seq` in order, in `conn`'s current
+/// transaction.
+pub(crate) fn insert(
+    conn: &Connection,
+    events: &[&PreparedEvent],
+    first_seq: i64,
+) -> Result<(), StoreError> {
+    let lent = Lent::new(events, first_seq);
+    conn.execute(
+        &format!(
+            "INSERT INTO events SELECT * FROM {FUNCTION}({})",
+            lent.token
+        ),
+        [],
+    )?;
+    drop(lent);
+    Ok(())
+}
+
+/// The `events` table's columns, in order, as the function returns them. JSON columns are
+/// returned as text (DuckDB's JSON type is text; the insert does not re-parse it).
+fn columns() -> [(&'static str, LogicalTypeId); 18] {
+    use LogicalTypeId::{Bigint, Hugeint, Timestamp, Varchar};
+    [
+        ("msg_key", Hugeint),
+        ("seq", Bigint),
+        ("message_id", Varchar),
+        ("type", Varchar),
+        ("event", Varchar),
+        ("name", Varchar),
+        ("user_id", Varchar),
+        ("anonymous_id", Varchar),
+        ("group_id", Varchar),
+        ("previous_id", Varchar),
+        ("timestamp", Timestamp),
+        ("original_timestamp", Timestamp),
+        ("sent_at", Timestamp),
+        ("received_at", Timestamp),
+        ("properties", Varchar),
+        ("traits", Varchar),
+        ("context", Varchar),
+        ("source", Varchar),
+    ]
+}
+
+/// Events lent to the table function, by token.
+static LENT: Mutex<Option<HashMap<u64, Arc<Batch>>>> = Mutex::new(None);
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+/// The lent events: pointers to events the lender keeps alive (see [`Lent`]).
+struct Batch {
+    events: Vec<*const PreparedEvent>,
+    first_seq: i64,
+}
+
+// SAFETY: the pointers are only read, from any thread, while their `Lent` guard (which borrows
+// the events) is alive; `PreparedEvent` is `Sync`.
+unsafe impl Send for Batch {}
+// SAFETY: as for `Send`: shared access only reads.
+unsafe impl Sync for Batch {}
+
+/// The events of one statement, registered under `token` until dropped. Borrowing the events
+/// for its whole life keeps every pointer in the registry valid.
+struct Lent<'a> {
+    token: u64,
+    _events: std::marker::PhantomData<&'a PreparedEvent>,
+}
+
+impl<'a> Lent<'a> {
+    fn new(events: &[&'a PreparedEvent], first_seq: i64) -> Self {
+        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+        let batch = Batch {
+            events: events.iter().map(|p| *p as *const PreparedEvent).collect(),
+            first_seq,
+        };
+        registry()
+            .get_or_insert_with(HashMap::new)
+            .insert(token, Arc::new(batch));
+        Lent {
+            token,
+            _events: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        if let Some(map) = registry().as_mut() {
+            map.remove(&self.token);
+        }
+    }
+}
+
+fn registry() -> std::sync::MutexGuard<'static, Option<HashMap<u64, Arc<Batch>>>> {
+    // A panic while the lock was held cannot leave the map inconsistent (single inserts and
+    // removals): keep using it.
+    LENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+struct EventRows;
+
+struct Bound {
+    token: u64,
+}
+
+struct Progress {
+    next: AtomicUsize,
+}
+
+impl VTab for EventRows {
+    type InitData = Progress;
+    type BindData = Bound;
+
+    fn bind(bind: &BindInfo) -> Result<Self::BindData, Box<dyn std::error::Error>> {
+        for (name, ty) in columns() {
+            bind.add_result_column(name, LogicalTypeHandle::from(ty));
+        }
+        let token = bind.get_parameter(0).to_int64();
+        let token = u64::try_from(token).map_err(|_| format!("{FUNCTION}: bad token {token}"))?;
+        Ok(Bound { token })
+    }
+
+    fn init(_: &InitInfo) -> Result<Self::InitData, Box<dyn std::error::Error>> {
+        Ok(Progress {
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    fn func(
+        func: &TableFunctionInfo<Self>,
+        output: &mut DataChunkHandle,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let token = func.get_bind_data().token;
+        // The lock is held only to find the batch: import lanes fill their chunks at once.
+        let batch = registry()
+            .as_ref()
+            .and_then(|m| m.get(&token).cloned())
+            .ok_or_else(|| format!("{FUNCTION}: no events lent under {token}"))?;
+        let capacity = output.flat_vector(0).capacity();
+        let start = func.get_init_data().next.load(Ordering::Relaxed);
+        let end = batch.events.len().min(start + capacity);
+        func.get_init_data().next.store(end, Ordering::Relaxed);
+        let rows = &batch.events[start.min(end)..end];
+        // SAFETY: see `Batch`: the lender's guard is alive while the statement runs.
+        let event = |i: usize| unsafe { &*rows[i] };
+        fill(output, rows.len(), batch.first_seq + start as i64, event);
+        output.set_len(rows.len());
+        Ok(())
+    }
+
+    fn parameters() -> Option<Vec<LogicalTypeHandle>> {
+        Some(vec![LogicalTypeHandle::from(LogicalTypeId::Bigint)])
+    }
+}
+
+/// Writes `n` rows into `out`'s vectors (in [`columns`] order), the `i`th from `event(i)`,
+/// numbered from `first_seq`.
+fn fill<'e>(
+    out: &mut DataChunkHandle,
+    n: usize,
+    first_seq: i64,
+    event: impl Fn(usize) -> &'e PreparedEvent,
+) {
+    {
+        let mut v = out.flat_vector(0);
+        // SAFETY: a HUGEINT vector holds 16-byte little-endian two's complement integers
+        // (DuckDB's hugeint_t: low 64 bits, then high), i.e. i128; n ≤ its capacity.
+        let keys = unsafe { v.as_mut_slice_with_len::<i128>(n) };
+        for (i, k) in keys.iter_mut().enumerate() {
+            *k = event(i).key;
+        }
+    }
+    {
+        let mut v = out.flat_vector(1);
+        // SAFETY: a BIGINT vector holds i64; n ≤ its capacity.
+        let seqs = unsafe { v.as_mut_slice_with_len::<i64>(n) };
+        for (i, s) in seqs.iter_mut().enumerate() {
+            *s = first_seq + i as i64;
+        }
+    }
+    let text = |col: usize, get: &dyn Fn(&PreparedEvent) -> Option<&str>| {
+        let mut v = out.flat_vector(col);
+        for i in 0..n {
+            match get(event(i)) {
+                Some(s) => v.insert(i, s),
+                None => v.set_null(i),
+            }
+        }
+    };
+    text(2, &|p| Some(&p.event.message_id));
+    text(3, &|p| Some(p.event.kind.as_str()));
+    text(4, &|p| p.event.event.as_deref());
+    text(5, &|p| p.event.name.as_deref());
+    text(6, &|p| p.event.user_id.as_deref());
+    text(7, &|p| p.event.anonymous_id.as_deref());
+    text(8, &|p| p.event.group_id.as_deref());
+    text(9, &|p| p.event.previous_id.as_deref());
+    let time = |col: usize, get: &dyn Fn(&PreparedEvent) -> Option<i64>| {
+        let mut v = out.flat_vector(col);
+        let mut nulls = Vec::new();
+        {
+            // SAFETY: a TIMESTAMP vector holds i64 microseconds since the epoch; n ≤ its
+            // capacity.
+            let times = unsafe { v.as_mut_slice_with_len::<i64>(n) };
+            for (i, t) in times.iter_mut().enumerate() {
+                match get(event(i)) {
+                    Some(micros) => *t = micros,
+                    None => nulls.push(i),
+                }
+            }
+        }
+        for i in nulls {
+            v.set_null(i);
+        }
+    };
+    time(10, &|p| Some(p.event.timestamp.timestamp_micros()));
+    time(11, &|p| {
+        p.event.original_timestamp.map(|t| t.timestamp_micros())
+    });
+    time(12, &|p| p.event.sent_at.map(|t| t.timestamp_micros()));
+    time(13, &|p| Some(p.event.received_at.timestamp_micros()));
+    text(14, &|p| p.event.properties.text());
+    text(15, &|p| p.event.traits.text());
+    text(16, &|p| p.event.context.text());
+    text(17, &|p| Some(p.event.source.as_str()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use upmarket_core::segment::{parse_event, BatchDefaults, ParseContext};
+
+    fn prepared(json: &str, key: i128) -> PreparedEvent {
+        let ctx = ParseContext {
+            received_at: chrono::Utc::now(),
+            source: upmarket_core::IngestSource::Segment,
+            max_event_bytes: 32 * 1024,
+            trust_received_at: false,
+        };
+        let e = parse_event(json, None, &BatchDefaults::default(), &ctx).unwrap();
+        let mut p = PreparedEvent::new(e);
+        p.key = key;
+        p
+    }
+
+    /// Regression (from the Arrow appender this replaced): keys are full 128-bit digests;
+    /// Arrow's 128-bit decimal (38 digits) refused those of 39 digits, failing whole commits.
+    #[test]
+    fn inserts_every_column_and_keys_of_any_size() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(crate::schema::MIGRATIONS[0].2).unwrap();
+        register(&conn).unwrap();
+        let events = [
+            prepared(
+                r#"{"type":"track","event":"Report Created","userId":"u1","messageId":"m1",
+                    "timestamp":"2026-11-01T10:00:00.123456Z","sentAt":"2026-11-01T10:00:01Z",
+                    "properties":{"rows":3},"context":{"groupId":"ws-1"}}"#,
+                i128::MAX,
+            ),
+            prepared(
+                r#"{"type":"identify","anonymousId":"a1","messageId":"m2",
+                    "traits":{"email":"x@acme.com"}}"#,
+                i128::MIN,
+            ),
+        ];
+        insert(&conn, &events.iter().collect::<Vec<_>>(), 41).unwrap();
+        let rows: Vec<(String, i64, String, String, Option<String>, Option<String>)> = conn
+            .prepare(
+                "SELECT msg_key::VARCHAR, seq, message_id, type, event, \
+                 coalesce(properties, traits)::VARCHAR FROM events ORDER BY seq",
+            )
+            .unwrap()
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    i128::MAX.to_string(),
+                    41,
+                    "m1".into(),
+                    "track".into(),
+                    Some("Report Created".into()),
+                    Some(r#"{"rows":3}"#.into())
+                ),
+                (
+                    i128::MIN.to_string(),
+                    42,
+                    "m2".into(),
+                    "identify".into(),
+                    None,
+                    Some(r#"{"email":"x@acme.com"}"#.into())
+                ),
+            ]
+        );
+        let (ts, sent, user, anon): (String, String, Option<String>, Option<String>) = conn
+            .query_row(
+                "SELECT strftime(original_timestamp, '%Y-%m-%d %H:%M:%S.%f'), \
+                 sent_at::VARCHAR, user_id, anonymous_id FROM events WHERE seq = 41",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(ts, "2026-11-01 10:00:00.123456");
+        assert_eq!(sent, "2026-11-01 10:00:01");
+        assert_eq!((user.as_deref(), anon), (Some("u1"), None));
+    }
+
+    #[test]
+    fn lent_events_are_taken_back_also_when_the_statement_fails() {
+        let held = |token| registry().as_ref().is_some_and(|m| m.contains_key(&token));
+        let e = prepared(r#"{"type":"track","event":"x","userId":"u1"}"#, 7);
+        let lent = Lent::new(&[&e], 1);
+        let token = lent.token;
+        assert!(held(token));
+        drop(lent);
+        assert!(!held(token));
+        // No `events` table: the statement fails, and nothing stays lent.
+        let conn = Connection::open_in_memory().unwrap();
+        register(&conn).unwrap();
+        let before = NEXT_TOKEN.load(Ordering::Relaxed);
+        assert!(insert(&conn, &[&e], 1).is_err());
+        let after = NEXT_TOKEN.load(Ordering::Relaxed);
+        assert!((before..after).all(|t| !held(t)));
+    }
+}
