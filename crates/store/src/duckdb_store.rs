@@ -391,10 +391,7 @@ fn claim<'a>(keys: &mut StoredKeys, events: &[&'a PreparedEvent]) -> Vec<Keyed<'
 /// in order. Rolls back if the append fails; leaves the transaction open otherwise.
 fn begin_append(conn: &Connection, events: &[Keyed], first_seq: i64) -> Result<(), StoreError> {
     run(conn, "BEGIN TRANSACTION")?;
-    let appended = (|| -> Result<(), StoreError> {
-        let events: Vec<&PreparedEvent> = events.iter().map(|(_, p)| *p).collect();
-        crate::event_rows::insert(conn, &events, first_seq)
-    })();
+    let appended = crate::event_rows::insert(conn, events.iter().map(|(_, p)| *p), first_seq);
     if appended.is_err() {
         if let Err(rollback) = run(conn, "ROLLBACK") {
             tracing::debug!(error = %rollback, "rollback after a failed append");

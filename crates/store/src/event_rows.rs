@@ -35,9 +35,9 @@ pub(crate) fn register(conn: &Connection) -> Result<(), StoreError> {
 
 /// Inserts `events` into `events`, numbered from `first_seq` in order, in `conn`'s current
 /// transaction.
-pub(crate) fn insert(
+pub(crate) fn insert<'a>(
     conn: &Connection,
-    events: &[&PreparedEvent],
+    events: impl Iterator<Item = &'a PreparedEvent>,
     first_seq: i64,
 ) -> Result<(), StoreError> {
     let lent = Lent::new(events, first_seq);
@@ -102,10 +102,10 @@ struct Lent<'a> {
 }
 
 impl<'a> Lent<'a> {
-    fn new(events: &[&'a PreparedEvent], first_seq: i64) -> Self {
+    fn new(events: impl Iterator<Item = &'a PreparedEvent>, first_seq: i64) -> Self {
         let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
         let batch = Batch {
-            events: events.iter().map(|p| *p as *const PreparedEvent).collect(),
+            events: events.map(|p| p as *const PreparedEvent).collect(),
             first_seq,
         };
         registry()
@@ -310,8 +310,9 @@ mod tests {
                 i128::MIN,
             ),
         ];
-        insert(&conn, &events.iter().collect::<Vec<_>>(), 41).unwrap();
-        let rows: Vec<(String, i64, String, String, Option<String>, Option<String>)> = conn
+        insert(&conn, events.iter(), 41).unwrap();
+        type Row = (String, i64, String, String, Option<String>, Option<String>);
+        let rows: Vec<Row> = conn
             .prepare(
                 "SELECT msg_key::VARCHAR, seq, message_id, type, event, \
                  coalesce(properties, traits)::VARCHAR FROM events ORDER BY seq",
@@ -368,7 +369,7 @@ mod tests {
     fn lent_events_are_taken_back_also_when_the_statement_fails() {
         let held = |token| registry().as_ref().is_some_and(|m| m.contains_key(&token));
         let e = prepared(r#"{"type":"track","event":"x","userId":"u1"}"#, 7);
-        let lent = Lent::new(&[&e], 1);
+        let lent = Lent::new(std::iter::once(&e), 1);
         let token = lent.token;
         assert!(held(token));
         drop(lent);
@@ -377,7 +378,7 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         register(&conn).unwrap();
         let before = NEXT_TOKEN.load(Ordering::Relaxed);
-        assert!(insert(&conn, &[&e], 1).is_err());
+        assert!(insert(&conn, std::iter::once(&e), 1).is_err());
         let after = NEXT_TOKEN.load(Ordering::Relaxed);
         assert!((before..after).all(|t| !held(t)));
     }
