@@ -121,9 +121,10 @@ pub const MAX_DEFER: Duration = Duration::from_secs(60);
 /// How long after the store was last seen lagging far behind ingestion a due pass still waits.
 /// Under a saturating load the backlog rises above half the room and falls below it again
 /// with every transaction of the applier (a row group at a time), so a pass that waited only
-/// while it was above started in the first dip: over a 10M-event HTTP load the re-scorer and
-/// DuckDB's threads running its queries still took ~30% of the machine. A load that the store
-/// keeps up with never reaches half the room, and its passes run on time.
+/// while it was above started in the first dip: in `perf` over 35 s of a 10M-event HTTP load
+/// the re-scorer's thread still had 12% of the machine's samples (and DuckDB's worker threads,
+/// which run its queries, 18%); with this memory, ~0%. A load that the store keeps up with
+/// never reaches half the room, and its passes run on time.
 pub const SATURATION_MEMORY: Duration = Duration::from_secs(2);
 
 /// Whether ingestion saturated the store within the last [`SATURATION_MEMORY`].
