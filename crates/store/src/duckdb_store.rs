@@ -544,6 +544,31 @@ impl Store for DuckDbStore {
         Some(self.path.parent()?.join(JOURNAL_DIR))
     }
 
+    fn checkpoint(&mut self, min_log_bytes: u64) -> Result<bool, StoreError> {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push(".wal");
+        let size = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        if size == 0 || size < min_log_bytes {
+            return Ok(false);
+        }
+        let started = Instant::now();
+        // DuckDB refuses a checkpoint while other transactions run (a re-scoring pass).
+        match self.conn.execute_batch("CHECKPOINT") {
+            Ok(()) => {
+                tracing::info!(
+                    wal_mb = size / 1_000_000,
+                    ms = started.elapsed().as_millis() as u64,
+                    "checkpoint"
+                );
+                Ok(true)
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "checkpoint declined");
+                Ok(false)
+            }
+        }
+    }
+
     fn flush(&mut self) -> Result<(), StoreError> {
         if self.pending_since.is_none() {
             return Ok(());

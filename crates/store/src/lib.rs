@@ -149,6 +149,15 @@ pub trait Store: Send {
         None
     }
 
+    /// Moves what the store's write-ahead log holds into its main file when the log has grown
+    /// past `min_log_bytes`, so that neither a later stop nor a crash recovery has to do it.
+    /// The server's applier calls it when ingestion has paused. Returns whether it did; a store
+    /// busy with other transactions declines (false) and is asked again later.
+    fn checkpoint(&mut self, min_log_bytes: u64) -> Result<bool, StoreError> {
+        let _ = min_log_bytes;
+        Ok(false)
+    }
+
     /// Writes whatever derived data the store deferred (identity facts the server lets wait a
     /// moment). The writer calls it when idle and before stopping. Events themselves are
     /// always durable when `append` returns.

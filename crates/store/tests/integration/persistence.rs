@@ -54,6 +54,29 @@ fn events_survive_a_reopen() {
     assert_eq!(store.reader().unwrap().stats().unwrap().events, 2);
 }
 
+/// An idle server's checkpoint: the write-ahead log goes into the database file (only when it
+/// is at least as large as asked), and the events stay.
+#[test]
+fn a_checkpoint_empties_the_log_it_was_asked_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
+    store.append(&[t("a"), t("b")]).unwrap();
+    let wal = dir.path().join("upmarket.duckdb.wal");
+    let size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert!(size() > 0, "a small transaction goes through the log");
+    assert!(
+        !store.checkpoint(u64::MAX).unwrap(),
+        "log smaller than asked"
+    );
+    assert!(size() > 0);
+    assert!(store.checkpoint(1).unwrap());
+    assert_eq!(size(), 0);
+    assert!(!store.checkpoint(1).unwrap(), "nothing left to move");
+    drop(store);
+    let store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
+    assert_eq!(store.reader().unwrap().stats().unwrap().events, 2);
+}
+
 /// A store made before migration 8 (a primary key on `events`) keeps its events, their order
 /// and their deduplication when it is opened by this build.
 #[test]
