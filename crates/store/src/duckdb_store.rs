@@ -181,6 +181,14 @@ impl DuckDbStore {
         self.identity_delay = delay;
     }
 
+    /// Sets how many threads DuckDB runs queries on, for every connection of this store
+    /// (DuckDB's default: every core). The server sets fewer (`server.duckdb_threads`).
+    pub fn set_threads(&mut self, n: usize) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch(&format!("SET threads = {}", n.max(1)))?;
+        Ok(())
+    }
+
     /// Lets [`Store::append_prepared_many`] append up to `n` batches at once, each on its own
     /// connection and thread. DuckDB appends of different transactions to one table run in
     /// parallel; their commits stay in order. Takes effect only with identity deferred
