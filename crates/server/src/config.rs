@@ -171,22 +171,8 @@ pub struct Config {
     pub model_origin: String,
     /// Seconds between incremental re-scores.
     pub rescore_interval_secs: u64,
-    /// DuckDB's threads in `upmarket serve` ([`default_duckdb_threads`] unless set).
-    pub duckdb_threads: usize,
-}
-
-/// DuckDB's threads in the server unless `server.duckdb_threads` says otherwise: one less than
-/// the machine's cores (at least one), so that the server's own threads (request handlers,
-/// the writer, the applier) keep a core. On 2 cores, 32 HTTP clients, 1M events: DuckDB with
-/// 2 threads 224–242k events/s acknowledged (7.2–7.3 µs of the server's CPU per event), with 1
-/// thread 286–309k (5.1–6.4 µs): the applier then runs DuckDB's insert and compression itself
-/// instead of handing tasks to a worker and polling for them. Commands (`import`, `score`)
-/// keep DuckDB's default (every core).
-pub fn default_duckdb_threads() -> usize {
-    std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .saturating_sub(1)
-        .max(1)
+    /// DuckDB's threads in `upmarket serve`; None: DuckDB's default (every core).
+    pub duckdb_threads: Option<usize>,
 }
 
 impl Config {
@@ -343,11 +329,10 @@ impl RawConfig {
                 self.scoring.rescore_interval_secs.map(|v| v as usize),
                 2,
             )? as u64,
-            duckdb_threads: positive(
-                "server.duckdb_threads",
-                self.server.duckdb_threads,
-                default_duckdb_threads(),
-            )?,
+            duckdb_threads: match self.server.duckdb_threads {
+                None => None,
+                Some(n) => Some(positive("server.duckdb_threads", Some(n), 1)?),
+            },
             data_dir,
             listen,
             write_keys,
@@ -468,19 +453,18 @@ mod tests {
     }
 
     #[test]
-    fn duckdb_threads_default_to_all_cores_but_one() {
+    fn duckdb_threads_are_duckdbs_default_unless_set() {
         let build = |text: &str| {
             RawConfig::parse(text, "t")
                 .unwrap()
                 .build(&HashMap::new(), &Overrides::default())
         };
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(build("").unwrap().duckdb_threads, (cores - 1).max(1));
+        assert_eq!(build("").unwrap().duckdb_threads, None);
         assert_eq!(
             build("[server]\nduckdb_threads = 3\n")
                 .unwrap()
                 .duckdb_threads,
-            3
+            Some(3)
         );
         assert_eq!(
             build("[server]\nduckdb_threads = 0\n")

@@ -429,6 +429,9 @@ impl Applier {
             }
         }
         self.flush();
+        // What the log holds would otherwise be moved when DuckDB closes, on the server's
+        // (fewer) threads.
+        self.checkpoint();
         if let (Some(dir), true) = (&self.journal_dir, all_applied) {
             // The writer has stopped: every journaled event is in the store.
             if let Err(err) = journal::remove_before(dir, u64::MAX) {

@@ -112,8 +112,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let mut store = open_store(&config)?;
             store.defer_identity(config.identity_flush);
-            store.set_threads(config.duckdb_threads)?;
-            tracing::info!(data_dir = %config.data_dir.display(), duckdb_threads = config.duckdb_threads, "store open");
+            if let Some(n) = config.duckdb_threads {
+                store.set_threads(n)?;
+            }
+            tracing::info!(data_dir = %config.data_dir.display(), "store open");
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
