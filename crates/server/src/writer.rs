@@ -429,8 +429,8 @@ impl Applier {
             }
         }
         self.flush();
-        // What the log holds would otherwise be moved when DuckDB closes, on the server's
-        // (fewer) threads.
+        // What the log holds would otherwise be moved when DuckDB closes, on as few threads as
+        // `server.duckdb_threads` says (a checkpoint asked for here uses every core).
         self.checkpoint();
         if let (Some(dir), true) = (&self.journal_dir, all_applied) {
             // The writer has stopped: every journaled event is in the store.

@@ -153,8 +153,7 @@ pub trait Store: Send {
     /// past `min_log_bytes`, so that neither a later stop nor a crash recovery has to do it.
     /// The server's applier calls it when ingestion has paused. Returns whether it did; a store
     /// busy with other transactions declines (false) and is asked again later.
-    fn checkpoint(&mut self, min_log_bytes: u64) -> Result<bool, StoreError> {
-        let _ = min_log_bytes;
+    fn checkpoint(&mut self, _min_log_bytes: u64) -> Result<bool, StoreError> {
         Ok(false)
     }
 
