@@ -16,9 +16,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use duckdb::core::{DataChunkHandle, Inserter, LogicalTypeHandle, LogicalTypeId};
 use duckdb::vtab::{BindInfo, InitInfo, TableFunctionInfo, VTab};
 use duckdb::Connection;
+use upmarket_core::Event;
 
 use crate::prepared::PreparedEvent;
 use crate::StoreError;
@@ -55,29 +57,63 @@ pub(crate) fn insert<'a>(
     Ok(())
 }
 
-/// The `events` table's columns, in order, as the function returns them (the JSON ones as
-/// DuckDB's JSON type: see [`column_type`]).
-fn columns() -> [(&'static str, LogicalTypeId); 18] {
-    use LogicalTypeId::{Bigint, Hugeint, Timestamp, Varchar};
+/// Where one column's values come from, and so its DuckDB type.
+#[derive(Clone, Copy)]
+enum Column {
+    /// The deduplication key: HUGEINT.
+    Key,
+    /// The store's number for the event: BIGINT.
+    Seq,
+    /// VARCHAR.
+    Text(fn(&Event) -> Option<&str>),
+    /// A JSON object's text: DuckDB's JSON type (see [`Column::logical_type`]).
+    Json(fn(&Event) -> Option<&str>),
+    /// TIMESTAMP (microseconds).
+    Time(fn(&Event) -> Option<DateTime<Utc>>),
+}
+
+impl Column {
+    /// The column's DuckDB type. DuckDB's JSON type is VARCHAR named `JSON`: returning the
+    /// JSON columns as that type (not plain VARCHAR) spares the insert a cast that parses every
+    /// document again (`yyjson_read_opts`: 1.2% of a 1M import's CPU samples). The text was
+    /// validated when the event was parsed.
+    fn logical_type(self) -> LogicalTypeHandle {
+        match self {
+            Column::Key => LogicalTypeId::Hugeint.into(),
+            Column::Seq => LogicalTypeId::Bigint.into(),
+            Column::Text(_) => LogicalTypeId::Varchar.into(),
+            Column::Time(_) => LogicalTypeId::Timestamp.into(),
+            Column::Json(_) => {
+                let mut json = LogicalTypeHandle::from(LogicalTypeId::Varchar);
+                json.set_alias("JSON");
+                json
+            }
+        }
+    }
+}
+
+/// The `events` table's columns, in order: names, types and values in one place.
+fn columns() -> [(&'static str, Column); 18] {
+    use Column::{Json, Key, Seq, Text, Time};
     [
-        ("msg_key", Hugeint),
-        ("seq", Bigint),
-        ("message_id", Varchar),
-        ("type", Varchar),
-        ("event", Varchar),
-        ("name", Varchar),
-        ("user_id", Varchar),
-        ("anonymous_id", Varchar),
-        ("group_id", Varchar),
-        ("previous_id", Varchar),
-        ("timestamp", Timestamp),
-        ("original_timestamp", Timestamp),
-        ("sent_at", Timestamp),
-        ("received_at", Timestamp),
-        ("properties", Varchar),
-        ("traits", Varchar),
-        ("context", Varchar),
-        ("source", Varchar),
+        ("msg_key", Key),
+        ("seq", Seq),
+        ("message_id", Text(|e| Some(&e.message_id))),
+        ("type", Text(|e| Some(e.kind.as_str()))),
+        ("event", Text(|e| e.event.as_deref())),
+        ("name", Text(|e| e.name.as_deref())),
+        ("user_id", Text(|e| e.user_id.as_deref())),
+        ("anonymous_id", Text(|e| e.anonymous_id.as_deref())),
+        ("group_id", Text(|e| e.group_id.as_deref())),
+        ("previous_id", Text(|e| e.previous_id.as_deref())),
+        ("timestamp", Time(|e| Some(e.timestamp))),
+        ("original_timestamp", Time(|e| e.original_timestamp)),
+        ("sent_at", Time(|e| e.sent_at)),
+        ("received_at", Time(|e| Some(e.received_at))),
+        ("properties", Json(|e| e.properties.text())),
+        ("traits", Json(|e| e.traits.text())),
+        ("context", Json(|e| e.context.text())),
+        ("source", Text(|e| Some(e.source.as_str()))),
     ]
 }
 
@@ -135,18 +171,6 @@ fn registry() -> std::sync::MutexGuard<'static, Option<HashMap<u64, Arc<Batch>>>
     LENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The column's DuckDB type. DuckDB's JSON type is VARCHAR named `JSON`: returning the JSON
-/// columns as that type (not plain VARCHAR) spares the insert a cast that parses every
-/// document again (`yyjson_read_opts`: 1.2% of a 1M import's CPU samples). The text was
-/// validated when the event was parsed.
-fn column_type(name: &str, ty: LogicalTypeId) -> LogicalTypeHandle {
-    let mut handle = LogicalTypeHandle::from(ty);
-    if matches!(name, "properties" | "traits" | "context") {
-        handle.set_alias("JSON");
-    }
-    handle
-}
-
 struct EventRows;
 
 struct Bound {
@@ -162,8 +186,8 @@ impl VTab for EventRows {
     type BindData = Bound;
 
     fn bind(bind: &BindInfo) -> Result<Self::BindData, Box<dyn std::error::Error>> {
-        for (name, ty) in columns() {
-            bind.add_result_column(name, column_type(name, ty));
+        for (name, column) in columns() {
+            bind.add_result_column(name, column.logical_type());
         }
         let token = bind.get_parameter(0).to_int64();
         let token = u64::try_from(token).map_err(|_| format!("{FUNCTION}: bad token {token}"))?;
@@ -215,68 +239,52 @@ fn fill<'e>(
     first_seq: i64,
     event: impl Fn(usize) -> &'e PreparedEvent,
 ) {
-    {
-        let mut v = out.flat_vector(0);
-        // SAFETY: a HUGEINT vector holds 16-byte little-endian two's complement integers
-        // (DuckDB's hugeint_t: low 64 bits, then high), i.e. i128; n ≤ its capacity.
-        let keys = unsafe { v.as_mut_slice_with_len::<i128>(n) };
-        for (i, k) in keys.iter_mut().enumerate() {
-            *k = event(i).key;
-        }
-    }
-    {
-        let mut v = out.flat_vector(1);
-        // SAFETY: a BIGINT vector holds i64; n ≤ its capacity.
-        let seqs = unsafe { v.as_mut_slice_with_len::<i64>(n) };
-        for (i, s) in seqs.iter_mut().enumerate() {
-            *s = first_seq + i as i64;
-        }
-    }
-    let text = |col: usize, get: &dyn Fn(&PreparedEvent) -> Option<&str>| {
+    for (col, (_, column)) in columns().into_iter().enumerate() {
         let mut v = out.flat_vector(col);
-        for i in 0..n {
-            match get(event(i)) {
-                Some(s) => v.insert(i, s),
-                None => v.set_null(i),
+        match column {
+            Column::Key => {
+                // SAFETY: a HUGEINT vector holds 16-byte little-endian two's complement
+                // integers (DuckDB's hugeint_t: low 64 bits, then high), i.e. i128; n ≤ its
+                // capacity.
+                let keys = unsafe { v.as_mut_slice_with_len::<i128>(n) };
+                for (i, k) in keys.iter_mut().enumerate() {
+                    *k = event(i).key;
+                }
             }
-        }
-    };
-    text(2, &|p| Some(&p.event.message_id));
-    text(3, &|p| Some(p.event.kind.as_str()));
-    text(4, &|p| p.event.event.as_deref());
-    text(5, &|p| p.event.name.as_deref());
-    text(6, &|p| p.event.user_id.as_deref());
-    text(7, &|p| p.event.anonymous_id.as_deref());
-    text(8, &|p| p.event.group_id.as_deref());
-    text(9, &|p| p.event.previous_id.as_deref());
-    let time = |col: usize, get: &dyn Fn(&PreparedEvent) -> Option<i64>| {
-        let mut v = out.flat_vector(col);
-        let mut nulls = Vec::new();
-        {
-            // SAFETY: a TIMESTAMP vector holds i64 microseconds since the epoch; n ≤ its
-            // capacity.
-            let times = unsafe { v.as_mut_slice_with_len::<i64>(n) };
-            for (i, t) in times.iter_mut().enumerate() {
-                match get(event(i)) {
-                    Some(micros) => *t = micros,
-                    None => nulls.push(i),
+            Column::Seq => {
+                // SAFETY: a BIGINT vector holds i64; n ≤ its capacity.
+                let seqs = unsafe { v.as_mut_slice_with_len::<i64>(n) };
+                for (i, s) in seqs.iter_mut().enumerate() {
+                    *s = first_seq + i as i64;
+                }
+            }
+            Column::Text(get) | Column::Json(get) => {
+                for i in 0..n {
+                    match get(&event(i).event) {
+                        Some(s) => v.insert(i, s),
+                        None => v.set_null(i),
+                    }
+                }
+            }
+            Column::Time(get) => {
+                let mut nulls = Vec::new();
+                {
+                    // SAFETY: a TIMESTAMP vector holds i64 microseconds since the epoch; n ≤
+                    // its capacity.
+                    let times = unsafe { v.as_mut_slice_with_len::<i64>(n) };
+                    for (i, t) in times.iter_mut().enumerate() {
+                        match get(&event(i).event) {
+                            Some(time) => *t = time.timestamp_micros(),
+                            None => nulls.push(i),
+                        }
+                    }
+                }
+                for i in nulls {
+                    v.set_null(i);
                 }
             }
         }
-        for i in nulls {
-            v.set_null(i);
-        }
-    };
-    time(10, &|p| Some(p.event.timestamp.timestamp_micros()));
-    time(11, &|p| {
-        p.event.original_timestamp.map(|t| t.timestamp_micros())
-    });
-    time(12, &|p| p.event.sent_at.map(|t| t.timestamp_micros()));
-    time(13, &|p| Some(p.event.received_at.timestamp_micros()));
-    text(14, &|p| p.event.properties.text());
-    text(15, &|p| p.event.traits.text());
-    text(16, &|p| p.event.context.text());
-    text(17, &|p| Some(p.event.source.as_str()));
+    }
 }
 
 #[cfg(test)]
