@@ -63,9 +63,6 @@ pub struct DuckDbStore {
     /// Further connections for appending several batches at once
     /// ([`Store::append_prepared_many`]); empty unless [`DuckDbStore::parallel_appends`] asked.
     lanes: Vec<Connection>,
-    /// DuckDB's threads when [`DuckDbStore::set_threads`] lowered them (checkpoints use every
-    /// core all the same).
-    threads: Option<usize>,
 }
 
 pub(crate) fn ts(t: DateTime<Utc>) -> DbValue {
@@ -165,7 +162,6 @@ impl DuckDbStore {
             pending_through: 0,
             pending_since: None,
             lanes: Vec::new(),
-            threads: None,
         };
         store.set_free_mail_domains(free_mail)?;
         store.replay_identity()?;
@@ -190,7 +186,6 @@ impl DuckDbStore {
     pub fn set_threads(&mut self, n: usize) -> Result<(), StoreError> {
         self.conn
             .execute_batch(&format!("SET threads = {}", n.max(1)))?;
-        self.threads = Some(n.max(1));
         Ok(())
     }
 
@@ -570,7 +565,10 @@ impl Store for DuckDbStore {
         // 15.8 s when DuckDB checkpointed at close on that thread; 8.7 s for 988 MB of log
         // checkpointed here on both cores).
         let all = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let lowered = self.threads.filter(|&n| n < all);
+        let threads: i64 = self
+            .conn
+            .query_row("SELECT current_setting('threads')", [], |r| r.get(0))?;
+        let lowered = usize::try_from(threads).ok().filter(|&n| n < all);
         if lowered.is_some() {
             self.conn.execute_batch(&format!("SET threads = {all}"))?;
         }

@@ -69,8 +69,15 @@ fn a_checkpoint_empties_the_log_it_was_asked_about() {
         "log smaller than asked"
     );
     assert!(size() > 0);
+    // A server's lowered thread count is kept (the checkpoint itself runs on every core).
+    store.set_threads(1).unwrap();
     assert!(store.checkpoint(1).unwrap());
     assert_eq!(size(), 0);
+    let threads: Vec<i64> = column(
+        &store.sql_connection().unwrap(),
+        "SELECT current_setting('threads')",
+    );
+    assert_eq!(threads, [1]);
     assert!(!store.checkpoint(1).unwrap(), "nothing left to move");
     drop(store);
     let store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
