@@ -329,10 +329,11 @@ impl RawConfig {
                 self.scoring.rescore_interval_secs.map(|v| v as usize),
                 2,
             )? as u64,
-            duckdb_threads: match self.server.duckdb_threads {
-                None => None,
-                Some(n) => Some(positive("server.duckdb_threads", Some(n), 1)?),
-            },
+            duckdb_threads: self
+                .server
+                .duckdb_threads
+                .map(|n| positive("server.duckdb_threads", Some(n), 1))
+                .transpose()?,
             data_dir,
             listen,
             write_keys,

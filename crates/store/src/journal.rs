@@ -339,35 +339,27 @@ impl Reader<'_> {
     }
 
     fn event(&mut self) -> Option<Event> {
+        // Fields in `encode`'s order (struct fields are evaluated in the order written).
         let kind = *KINDS.get(self.byte()? as usize)?;
         let source = *SOURCES.get(self.byte()? as usize)?;
-        let mut s = Vec::with_capacity(11);
-        for _ in 0..11 {
-            s.push(self.string()?);
-        }
-        let mut s = s.into_iter();
-        let mut next = move || s.next().flatten();
-        let (event, name, user_id, anonymous_id) = (next(), next(), next(), next());
-        let (group_id, previous_id, message_id) = (next(), next(), next()?);
-        let (properties, traits, context, email) = (next(), next(), next(), next());
         Some(Event {
             kind,
-            event,
-            name,
-            user_id,
-            anonymous_id,
-            group_id,
-            previous_id,
-            message_id,
+            source,
+            event: self.string()?,
+            name: self.string()?,
+            user_id: self.string()?,
+            anonymous_id: self.string()?,
+            group_id: self.string()?,
+            previous_id: self.string()?,
+            message_id: self.string()??,
+            properties: JsonObject::from_stored(self.string()?),
+            traits: JsonObject::from_stored(self.string()?),
+            context: JsonObject::from_stored(self.string()?),
+            email: self.string()?,
             timestamp: self.time()??,
             original_timestamp: self.time()?,
             sent_at: self.time()?,
             received_at: self.time()??,
-            properties: JsonObject::from_stored(properties),
-            traits: JsonObject::from_stored(traits),
-            context: JsonObject::from_stored(context),
-            email,
-            source,
         })
     }
 
