@@ -5,8 +5,9 @@
 //! string was copied into Arrow buffers, then into DuckDB's vectors, then into the appender's
 //! own buffered collection before DuckDB's insert copied it into the table's storage, and the
 //! 128-bit key went as decimal text that DuckDB parsed back (Arrow's decimal holds 38 digits,
-//! a key up to 39). Here the strings are copied once into DuckDB's vectors, the key and times
-//! are written as the integers they are, and the insert is DuckDB's set-based one.
+//! a key up to 39). Here DuckDB's vectors point at the events' own text (see [`string_t`]:
+//! DuckDB copies it once, into the table's storage), the key and times are written as the
+//! integers they are, and the insert is DuckDB's set-based one.
 //!
 //! The events are lent to the function for the length of one statement: [`insert`] registers
 //! them under a fresh token, runs the statement, and takes them back (also when it fails)
@@ -17,9 +18,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use duckdb::core::{DataChunkHandle, Inserter, LogicalTypeHandle, LogicalTypeId};
+use duckdb::core::{DataChunkHandle, FlatVector, LogicalTypeHandle, LogicalTypeId};
 use duckdb::vtab::{BindInfo, InitInfo, TableFunctionInfo, VTab};
-use duckdb::Connection;
+use duckdb::{ffi, Connection};
 use upmarket_core::Event;
 
 use crate::prepared::PreparedEvent;
@@ -221,7 +222,7 @@ impl VTab for EventRows {
         let rows = batch.events.get(start..end).unwrap_or_default();
         // SAFETY: see `Batch`: the lender's guard is alive while the statement runs.
         let event = |i: usize| unsafe { &*rows[i] };
-        fill(output, rows.len(), batch.first_seq + start as i64, event);
+        fill(output, rows.len(), batch.first_seq + start as i64, event)?;
         output.set_len(rows.len());
         Ok(())
     }
@@ -238,7 +239,7 @@ fn fill<'e>(
     n: usize,
     first_seq: i64,
     event: impl Fn(usize) -> &'e PreparedEvent,
-) {
+) -> Result<(), TooLong> {
     for (col, (_, column)) in columns().into_iter().enumerate() {
         let mut v = out.flat_vector(col);
         match column {
@@ -259,32 +260,109 @@ fn fill<'e>(
                 }
             }
             Column::Text(get) | Column::Json(get) => {
-                for i in 0..n {
-                    match get(&event(i).event) {
-                        Some(s) => v.insert(i, s),
-                        None => v.set_null(i),
-                    }
-                }
+                // SAFETY: a VARCHAR vector (JSON is VARCHAR by another name) holds
+                // `duckdb_string_t`s.
+                unsafe {
+                    fill_nullable(&mut v, n, EMPTY, |i| {
+                        get(&event(i).event)
+                            .map(|s| string_t(s).ok_or(TooLong(s.len())))
+                            .transpose()
+                    })
+                }?
             }
             Column::Time(get) => {
-                let mut nulls = Vec::new();
-                {
-                    // SAFETY: a TIMESTAMP vector holds i64 microseconds since the epoch; n ≤
-                    // its capacity.
-                    let times = unsafe { v.as_mut_slice_with_len::<i64>(n) };
-                    for (i, t) in times.iter_mut().enumerate() {
-                        match get(&event(i).event) {
-                            Some(time) => *t = time.timestamp_micros(),
-                            None => nulls.push(i),
-                        }
-                    }
-                }
-                for i in nulls {
-                    v.set_null(i);
-                }
+                // SAFETY: a TIMESTAMP vector holds i64 microseconds since the epoch.
+                unsafe {
+                    fill_nullable(&mut v, n, 0, |i| {
+                        Ok(get(&event(i).event).map(|t| t.timestamp_micros()))
+                    })
+                }?
             }
         }
     }
+    Ok(())
+}
+
+/// Writes `n` values into `v`, NULL where `value` gives None (the slot then holds `null`).
+///
+/// # Safety
+/// `v`'s DuckDB type must store its values as `T`s, and `n` must not exceed its capacity.
+unsafe fn fill_nullable<T: Copy>(
+    v: &mut FlatVector,
+    n: usize,
+    null: T,
+    mut value: impl FnMut(usize) -> Result<Option<T>, TooLong>,
+) -> Result<(), TooLong> {
+    let mut nulls = Vec::new();
+    {
+        // SAFETY: the caller's promise.
+        let slots = unsafe { v.as_mut_slice_with_len::<T>(n) };
+        for (i, slot) in slots.iter_mut().enumerate() {
+            *slot = value(i)?.unwrap_or_else(|| {
+                nulls.push(i);
+                null
+            });
+        }
+    }
+    for i in nulls {
+        v.set_null(i);
+    }
+    Ok(())
+}
+
+/// The empty string, in the slots of NULL texts.
+const EMPTY: ffi::duckdb_string_t = ffi::duckdb_string_t {
+    value: ffi::duckdb_string_t__bindgen_ty_1 {
+        inlined: ffi::duckdb_string_t__bindgen_ty_1__bindgen_ty_2 {
+            length: 0,
+            inlined: [0; 12],
+        },
+    },
+};
+
+/// A text longer than DuckDB's strings can be (4 GiB).
+#[derive(Debug, thiserror::Error)]
+#[error("{FUNCTION}: a text of {0} bytes is longer than DuckDB can store")]
+struct TooLong(usize);
+
+/// DuckDB's `string_t` for `s`, pointing at `s` itself instead of a copy (None past 4 GiB,
+/// DuckDB's limit, which no event reaches: events are limited to kilobytes).
+///
+/// Why not `Inserter::insert`: it checks that the text is UTF-8 (a `&str` is) and copies it into
+/// the vector's own heap, only for the insert to copy it again into the table's storage: the
+/// two were 6% and 8% of the server's CPU samples under load (`Utf8Proc::Analyze`, `memmove`).
+/// The borrowed text outlives every use DuckDB makes of it: the events are lent for the whole
+/// statement ([`Lent`]), and DuckDB copies strings into its storage when it appends them.
+///
+/// The layout is DuckDB's: up to 12 bytes inlined after the length and zero-padded (DuckDB
+/// compares inlined strings as bytes), longer ones as length, a 4-byte prefix and a pointer.
+fn string_t(s: &str) -> Option<ffi::duckdb_string_t> {
+    const INLINE: usize = 12;
+    let length = u32::try_from(s.len()).ok()?;
+    let bytes = s.as_bytes();
+    let value = if bytes.len() <= INLINE {
+        let mut inlined = [0 as std::os::raw::c_char; INLINE];
+        for (d, b) in inlined.iter_mut().zip(bytes) {
+            *d = *b as std::os::raw::c_char;
+        }
+        ffi::duckdb_string_t__bindgen_ty_1 {
+            inlined: ffi::duckdb_string_t__bindgen_ty_1__bindgen_ty_2 { length, inlined },
+        }
+    } else {
+        let mut prefix = [0 as std::os::raw::c_char; 4];
+        for (d, b) in prefix.iter_mut().zip(bytes) {
+            *d = *b as std::os::raw::c_char;
+        }
+        ffi::duckdb_string_t__bindgen_ty_1 {
+            pointer: ffi::duckdb_string_t__bindgen_ty_1__bindgen_ty_1 {
+                length,
+                prefix,
+                // DuckDB only reads through it (const in DuckDB's own `string_t`).
+                ptr: s.as_ptr().cast_mut().cast(),
+            },
+        }
+    };
+    Some(ffi::duckdb_string_t { value })
 }
 
 #[cfg(test)]
@@ -378,6 +456,77 @@ mod tests {
         assert_eq!(ts, "2026-11-01 10:00:00.123456");
         assert_eq!(sent, "2026-11-01 10:00:01");
         assert_eq!((user.as_deref(), anon), (Some("u1"), None));
+    }
+
+    /// The texts are handed to DuckDB as `string_t`s pointing at the events: inlined up to 12
+    /// bytes (zero-padded: DuckDB compares them as bytes), prefix and pointer beyond. Equality
+    /// with literals, grouping and prefix comparisons all read those fields.
+    #[test]
+    fn texts_of_every_length_are_stored_and_compared_as_duckdb_strings() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(crate::schema::MIGRATIONS[0].2).unwrap();
+        register(&conn).unwrap();
+        let names = [
+            "a",
+            "twelve bytes",
+            "thirteen byte",
+            "Ünïcödé ✓ név",
+            "x".repeat(5000).leak(),
+        ];
+        // Twice each (other keys), so that grouping has pairs to put together.
+        let events: Vec<PreparedEvent> = names
+            .iter()
+            .chain(&names)
+            .enumerate()
+            .map(|(i, name)| {
+                let json = serde_json::json!({"type": "track", "event": name, "userId": "u"});
+                prepared(&json.to_string(), i as i128)
+            })
+            .collect();
+        // Straight from the function's vectors (DuckDB compares an inlined string's padding too).
+        let lent = Lent::new(events.iter(), 1);
+        for name in names {
+            let n: i64 = conn
+                .query_row(
+                    &format!(
+                        "SELECT count(*) FROM {FUNCTION}({}) WHERE event = ?",
+                        lent.token
+                    ),
+                    [name],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(n, 2, "{name:.20}");
+        }
+        drop(lent);
+        // And stored.
+        insert(&conn, events.iter(), 1).unwrap();
+        for name in names {
+            let (n, len): (i64, i64) = conn
+                .query_row(
+                    "SELECT count(*), max(length(event)) FROM events WHERE event = ?",
+                    [name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap();
+            assert_eq!((n, len), (2, name.chars().count() as i64), "{name:.20}");
+        }
+        let groups: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM (SELECT event FROM events GROUP BY event HAVING count(*) = 2)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(groups, names.len() as i64);
+        let prefixed: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM events WHERE event LIKE 'thirt%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(prefixed, 2);
     }
 
     #[test]
