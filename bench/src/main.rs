@@ -303,10 +303,14 @@ fn ingest_http(cli: &Cli, clients: usize, batch: usize) -> anyhow::Result<()> {
                 let mut retries = 0;
                 for body in mine {
                     loop {
-                        let r = agent
+                        let mut r = agent
                             .post(&url)
                             .header("Content-Type", "application/json")
                             .send(body.as_bytes())?;
+                        // Read to the end: only then does ureq put the connection back in its
+                        // pool. Unread, every request opened a new connection, which SDKs
+                        // (keep-alive sessions) do not do.
+                        r.body_mut().read_to_vec()?;
                         match r.status().as_u16() {
                             200 => break,
                             429 => {

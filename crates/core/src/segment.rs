@@ -287,7 +287,8 @@ fn id_scalar(v: &Scalar, field: &'static str) -> Result<String, EventError> {
             })
         }
     };
-    if s.is_empty() || s.chars().count() > MAX_ID_CHARS {
+    // Counting characters only when the bytes could be too many (a character is ≥ 1 byte).
+    if s.is_empty() || (s.len() > MAX_ID_CHARS && s.chars().count() > MAX_ID_CHARS) {
         return Err(EventError::BadString {
             field,
             max: MAX_ID_CHARS,

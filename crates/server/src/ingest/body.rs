@@ -2,7 +2,7 @@
 
 use std::io::Read;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap};
 use base64::Engine;
 
@@ -10,8 +10,8 @@ use crate::error::ApiError;
 
 /// Reads the whole body, decompressing gzip whatever the Content-Type says (RudderStack's Node
 /// SDK sends gzip labelled application/x-www-form-urlencoded). Both the raw and the
-/// decompressed body must fit in `limit` bytes.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+/// decompressed body must fit in `limit` bytes. A plain body is returned as read (no copy).
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -43,7 +43,7 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
                 "Content-Encoding says gzip but the body is not gzip data".into(),
             ));
         }
-        return Ok(raw.to_vec());
+        return Ok(raw);
     }
     let mut out = Vec::with_capacity(raw.len() * 4);
     let mut decoder = flate2::read::MultiGzDecoder::new(&raw[..]).take(limit as u64 + 1);
@@ -53,7 +53,7 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     if out.len() > limit {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    Ok(out)
+    Ok(out.into())
 }
 
 fn is_length_limit(err: &axum::Error) -> bool {
