@@ -144,23 +144,26 @@ pub(crate) fn write_identity(
             cache.aliases.insert(alias.clone());
         }
     }
-    let new_members: Vec<(&(String, String), &DateTime<Utc>)> = batch
+    let new_members: Vec<((String, String), DateTime<Utc>)> = batch
         .memberships
         .iter()
-        .filter(|(k, since)| cache.memberships.get(*k).is_none_or(|known| *since < known))
+        .flat_map(|(user, of_user)| {
+            of_user
+                .iter()
+                .map(move |(ws, since)| ((user.clone(), ws.clone()), *since))
+        })
+        .filter(|(k, since)| cache.memberships.get(k).is_none_or(|known| since < known))
         .collect();
     if !new_members.is_empty() {
         run(conn, "DELETE FROM temp.staging_memberships")?;
         let mut app = conn.appender_to_catalog_and_db("staging_memberships", "temp", "main")?;
-        for (key, since) in &new_members {
-            app.append_row(params![key.0, key.1, ts(**since)])?;
+        for ((user, ws), since) in &new_members {
+            app.append_row(params![user, ws, ts(*since)])?;
         }
         app.flush()?;
         drop(app);
         run(conn, MERGE_MEMBERSHIPS)?;
-        for (key, since) in new_members {
-            cache.memberships.insert(key.clone(), *since);
-        }
+        cache.memberships.extend(new_members);
     }
     let mut workspaces = Vec::new();
     for (id, w) in &batch.workspaces {
