@@ -171,8 +171,19 @@ pub struct Config {
     pub model_origin: String,
     /// Seconds between incremental re-scores.
     pub rescore_interval_secs: u64,
-    /// DuckDB's threads in `upmarket serve`; None: DuckDB's default (every core).
-    pub duckdb_threads: Option<usize>,
+    /// DuckDB's threads for ingestion in `upmarket serve` (default [`default_duckdb_threads`]);
+    /// scoring every account, derived tables and checkpoints run on every core.
+    pub duckdb_threads: usize,
+}
+
+/// DuckDB's threads in the server unless `server.duckdb_threads` says otherwise: half the
+/// cores (at least one), the other half handling requests. DuckDB's idle worker threads wait
+/// for tasks spinning: with every core (2 here), its scheduler's locks and queues were ~9% of
+/// the server's CPU samples under a sustained HTTP load, and one thread took 4.4–5.1 µs of CPU
+/// per event against 4.5–5.5 (1M and 10M events, 32 clients; BENCHMARKS.md, session 10).
+pub fn default_duckdb_threads() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cores / 2).max(1)
 }
 
 impl Config {
@@ -333,7 +344,8 @@ impl RawConfig {
                 .server
                 .duckdb_threads
                 .map(|n| positive("server.duckdb_threads", Some(n), 1))
-                .transpose()?,
+                .transpose()?
+                .unwrap_or_else(default_duckdb_threads),
             data_dir,
             listen,
             write_keys,
@@ -454,18 +466,19 @@ mod tests {
     }
 
     #[test]
-    fn duckdb_threads_are_duckdbs_default_unless_set() {
+    fn duckdb_threads_are_half_the_cores_unless_set() {
         let build = |text: &str| {
             RawConfig::parse(text, "t")
                 .unwrap()
                 .build(&HashMap::new(), &Overrides::default())
         };
-        assert_eq!(build("").unwrap().duckdb_threads, None);
+        assert_eq!(build("").unwrap().duckdb_threads, default_duckdb_threads());
+        assert!(default_duckdb_threads() >= 1);
         assert_eq!(
             build("[server]\nduckdb_threads = 3\n")
                 .unwrap()
                 .duckdb_threads,
-            Some(3)
+            3
         );
         assert_eq!(
             build("[server]\nduckdb_threads = 0\n")

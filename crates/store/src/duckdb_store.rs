@@ -182,7 +182,8 @@ impl DuckDbStore {
     }
 
     /// Sets how many threads DuckDB runs queries on, for every connection of this store
-    /// (DuckDB's default: every core; the server's `server.duckdb_threads`).
+    /// (DuckDB's default: every core; the server's `server.duckdb_threads`). Scoring every
+    /// account, derived tables and checkpoints still run on every core ([`on_all_cores`]).
     pub fn set_threads(&mut self, n: usize) -> Result<(), StoreError> {
         self.conn
             .execute_batch(&format!("SET threads = {}", n.max(1)))?;
@@ -560,23 +561,12 @@ impl Store for DuckDbStore {
             return Ok(false);
         }
         let started = Instant::now();
-        // A checkpoint compresses what it moves on DuckDB's threads: every core for it, then
-        // the lowered setting again (a server on one thread, stopped after a 10M-event load:
-        // 15.8 s when DuckDB checkpointed at close on that thread; 8.7 s for 988 MB of log
-        // checkpointed here on both cores).
-        let all = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads: i64 = self
-            .conn
-            .query_row("SELECT current_setting('threads')", [], |r| r.get(0))?;
-        let lowered = usize::try_from(threads).ok().filter(|&n| n < all);
-        if lowered.is_some() {
-            self.conn.execute_batch(&format!("SET threads = {all}"))?;
-        }
-        // DuckDB refuses a checkpoint while other transactions run (a re-scoring pass).
-        let done = self.conn.execute_batch("CHECKPOINT");
-        if let Some(n) = lowered {
-            self.conn.execute_batch(&format!("SET threads = {n}"))?;
-        }
+        // A checkpoint compresses what it moves on DuckDB's threads: every core for it (a
+        // server on one thread, stopped after a 10M-event load: 15.8 s when DuckDB
+        // checkpointed at close on that thread; 8.7 s for 988 MB of log checkpointed here on
+        // both cores). DuckDB refuses a checkpoint while other transactions run (a re-scoring
+        // pass).
+        let done = on_all_cores(&self.conn, || Ok(self.conn.execute_batch("CHECKPOINT")))?;
         match done {
             Ok(()) => {
                 tracing::info!(
@@ -611,6 +601,29 @@ impl Store for DuckDbStore {
             conn: self.conn.try_clone()?,
         }))
     }
+}
+
+/// Runs `f` with DuckDB on every core, then sets the lowered thread count again, if the
+/// server had lowered it for ingestion (`server.duckdb_threads`, [`DuckDbStore::set_threads`]).
+/// Scoring every account, building derived tables and checkpoints are whole-table work that
+/// DuckDB spreads over its threads. The setting is the database's, not the connection's: two
+/// callers at once may leave each other on fewer threads for a while (only slower), and the
+/// last to finish restores what it found.
+fn on_all_cores<T>(
+    conn: &Connection,
+    f: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads: i64 = conn.query_row("SELECT current_setting('threads')", [], |r| r.get(0))?;
+    let lowered = usize::try_from(threads).ok().filter(|&n| n < all);
+    if lowered.is_some() {
+        conn.execute_batch(&format!("SET threads = {all}"))?;
+    }
+    let out = f();
+    if let Some(n) = lowered {
+        conn.execute_batch(&format!("SET threads = {n}"))?;
+    }
+    out
 }
 
 /// A read handle on a [`DuckDbStore`].
@@ -700,7 +713,9 @@ impl StoreSession for DuckDbSession {
         as_of: NaiveDateTime,
         accounts: Option<&[String]>,
     ) -> Result<Vec<AccountSignals>, StoreError> {
-        crate::scoring::measure(&self.conn, model, as_of, accounts)
+        on_all_cores(&self.conn, || {
+            crate::scoring::measure(&self.conn, model, as_of, accounts)
+        })
     }
 
     fn save_current_scores(
@@ -750,8 +765,10 @@ impl StoreSession for DuckDbSession {
     }
 
     fn prepare_derived(&self, model: &Model) -> Result<(), StoreError> {
-        crate::rollup::current(&self.conn, model)?;
-        crate::account_rows::current(&self.conn, model).map(|_| ())
+        on_all_cores(&self.conn, || {
+            crate::rollup::current(&self.conn, model)?;
+            crate::account_rows::current(&self.conn, model).map(|_| ())
+        })
     }
 
     fn latest_event_time(&self) -> Result<Option<NaiveDateTime>, StoreError> {
@@ -861,4 +878,33 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
         conn.execute_batch(&format!("BEGIN TRANSACTION; {sql}; INSERT INTO schema_migrations (version, name) VALUES ({version}, {}); COMMIT;", crate::sql::quote_literal(name)))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn threads(conn: &Connection) -> i64 {
+        conn.query_row("SELECT current_setting('threads')", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn whole_table_work_runs_on_every_core_and_the_lowered_setting_comes_back() {
+        let all = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("SET threads = 1").unwrap();
+        let inside = on_all_cores(&conn, || Ok(threads(&conn))).unwrap();
+        assert_eq!((inside, threads(&conn)), (all, 1));
+        // Also when the work fails.
+        let failed: Result<(), _> = on_all_cores(&conn, || {
+            Ok(conn.execute_batch("SELECT * FROM no_such_table")?)
+        });
+        assert!(failed.is_err());
+        assert_eq!(threads(&conn), 1);
+        // A setting that was not lowered is left alone.
+        conn.execute_batch(&format!("SET threads = {all}")).unwrap();
+        on_all_cores(&conn, || Ok(())).unwrap();
+        assert_eq!(threads(&conn), all);
+    }
 }

@@ -83,7 +83,8 @@ impl IdentityBatch {
                     }
                 }
                 None => {
-                    self.aliases.insert(alias.to_string(), (user.to_string(), t));
+                    self.aliases
+                        .insert(alias.to_string(), (user.to_string(), t));
                 }
             }
         };

@@ -112,9 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let mut store = open_store(&config)?;
             store.defer_identity(config.identity_flush);
-            if let Some(n) = config.duckdb_threads {
-                store.set_threads(n)?;
-            }
+            store.set_threads(config.duckdb_threads)?;
             tracing::info!(data_dir = %config.data_dir.display(), "store open");
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
