@@ -77,6 +77,7 @@ pub fn run(
             ms = started.elapsed().as_millis() as u64,
             "scored all accounts"
         ),
+        Err(e) if stop.load(Ordering::Relaxed) => ended_by_shutdown(&e),
         Err(e) => tracing::error!(error = %e, "initial scoring failed"),
     }
     let mut next = Instant::now() + interval;
@@ -100,6 +101,7 @@ pub fn run(
                 }
                 watermark = newest;
             }
+            Err(e) if stop.load(Ordering::Relaxed) => ended_by_shutdown(&e),
             Err(e) => tracing::error!(error = %e, "re-scoring failed"),
         }
         // Under a heavy stream (a backfill over HTTP) every pass finds many touched accounts
@@ -108,6 +110,11 @@ pub fn run(
         // third of the machine during a bulk load). Scores then lag by a few passes' length.
         next = next.max(Instant::now() + pass.elapsed() * DUTY_WAIT);
     }
+}
+
+/// A pass that a stopping server interrupted (see `serve`): expected, not an error.
+fn ended_by_shutdown(e: &StoreError) {
+    tracing::info!(error = %e, "re-scoring pass ended by the shutdown");
 }
 
 /// Longest a due pass waits while the store lags behind ingestion (a saturating load, such as

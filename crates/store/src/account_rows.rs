@@ -255,10 +255,14 @@ pub(crate) fn current(conn: &Connection, model: &Model) -> Result<Option<Account
             Ok(Some(rows(newest, runs)))
         }
         Err(err) => {
-            tracing::warn!(error = %err, "updating the account rows failed; re-scoring reads more raw events");
             if let Err(rollback) = conn.execute_batch("ROLLBACK") {
                 tracing::debug!(error = %rollback, "rollback after a failed account-rows update");
             }
+            if err.is_interrupt() {
+                // The whole pass was asked to end (a stopping server), not just this step.
+                return Err(err);
+            }
+            tracing::warn!(error = %err, "updating the account rows failed; re-scoring reads more raw events");
             Ok(state.map(|s| rows(s.through_seq, s.delta_runs)))
         }
     }

@@ -638,6 +638,11 @@ impl StoreSession for DuckDbSession {
         }))
     }
 
+    fn interrupter(&self) -> Box<dyn Fn() + Send + Sync> {
+        let handle = self.conn.interrupt_handle();
+        Box::new(move || handle.interrupt())
+    }
+
     fn stats(&self) -> Result<StoreStats, StoreError> {
         let count = |sql: &str| -> Result<u64, StoreError> {
             Ok(self.conn.query_row(sql, [], |r| r.get::<_, i64>(0))? as u64)
@@ -887,6 +892,34 @@ mod tests {
     fn threads(conn: &Connection) -> i64 {
         conn.query_row("SELECT current_setting('threads')", [], |r| r.get(0))
             .unwrap()
+    }
+
+    /// A stopping server ends a re-scoring pass through its session's interrupter: the query
+    /// running fails as an interrupt (which the derived-table steps pass on instead of
+    /// carrying on without their table).
+    #[test]
+    fn an_interrupted_query_fails_as_an_interrupt() {
+        let session = DuckDbSession {
+            conn: Connection::open_in_memory().unwrap(),
+        };
+        let interrupt = session.interrupter();
+        let other = session.conn.try_clone().unwrap();
+        let running = std::thread::spawn(move || -> Result<i64, StoreError> {
+            let sql = "SELECT sum(range % 7)::BIGINT FROM range(100000000000)";
+            Ok(session.conn.query_row(sql, [], |r| r.get(0))?)
+        });
+        // Until the query has started and been interrupted (calling it before does nothing).
+        while !running.is_finished() {
+            interrupt();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let err = running.join().unwrap().unwrap_err();
+        assert!(err.is_interrupt(), "{err}");
+        let other: StoreError = other
+            .execute_batch("SELECT * FROM no_such_table")
+            .unwrap_err()
+            .into();
+        assert!(!other.is_interrupt());
     }
 
     #[test]

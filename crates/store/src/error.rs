@@ -75,3 +75,11 @@ pub enum StoreError {
     #[error("cannot serialize event JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
+
+impl StoreError {
+    /// Whether a query was interrupted on purpose (`StoreSession::interrupter`), as opposed to
+    /// failing.
+    pub fn is_interrupt(&self) -> bool {
+        matches!(self, StoreError::Database(e) if e.to_string().starts_with("INTERRUPT Error"))
+    }
+}

@@ -174,6 +174,13 @@ pub trait StoreSession: Send {
     /// Another session on the same store (for another thread).
     fn fork(&self) -> Result<Box<dyn StoreSession>, StoreError>;
 
+    /// Something another thread can call to make this session's running query fail at once
+    /// (a stopping server ends a re-scoring pass with it). Calling it while no query runs does
+    /// nothing.
+    fn interrupter(&self) -> Box<dyn Fn() + Send + Sync> {
+        Box::new(|| {})
+    }
+
     /// What the store holds.
     fn stats(&self) -> Result<StoreStats, StoreError>;
 

@@ -277,10 +277,14 @@ pub(crate) fn current(conn: &Connection, model: &Model) -> Result<Option<Rollup>
             Ok(Some(extended))
         }
         Err(err) => {
-            tracing::warn!(error = %err, "extending the daily rollup failed; scoring reads raw events");
             if let Err(rollback) = conn.execute_batch("ROLLBACK") {
                 tracing::debug!(error = %rollback, "rollback after a failed rollup extension");
             }
+            if err.is_interrupt() {
+                // The whole pass was asked to end (a stopping server), not just this step.
+                return Err(err);
+            }
+            tracing::warn!(error = %err, "extending the daily rollup failed; scoring reads raw events");
             Ok(known.map(|_| rollup))
         }
     }
