@@ -117,32 +117,6 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
     }
 }
 
-/// A member's name: borrowed from the input unless it holds escapes. (serde's own `Cow<str>`
-/// always copies: every member name of every event was an allocation, ~15 per event.)
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(s.to_owned())))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(s)))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
 /// Defines a view of a JSON object: a struct of optional fields, each read from the member of
 /// the given name (the last one wins when a name repeats), every other member skipped unread.
 macro_rules! object_view {
@@ -166,8 +140,14 @@ macro_rules! object_view {
                         mut map: A,
                     ) -> Result<Self::Value, A::Error> {
                         let mut view = $name::default();
-                        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                            match key.as_ref() {
+                        // Names are read as `Scalar`s, borrowed unless they hold escapes
+                        // (serde's own `Cow<str>` always copies: ~15 allocations per event).
+                        while let Some(key) = map.next_key::<Scalar<'de>>()? {
+                            let name = match &key {
+                                Scalar::String(name) => name.as_ref(),
+                                _ => "",
+                            };
+                            match name {
                                 $($key => view.$field = Some(map.next_value()?),)*
                                 _ => {
                                     map.next_value::<IgnoredAny>()?;
@@ -269,9 +249,12 @@ mod tests {
 
     #[test]
     fn member_names_are_borrowed_unless_escaped() {
-        let key = |json| serde_json::from_str::<Key>(json).unwrap().0;
-        assert!(matches!(key(r#""userId""#), Cow::Borrowed("userId")));
-        assert!(matches!(key(r#""user\u0049d""#), Cow::Owned(k) if k == "userId"));
+        let key = |json| serde_json::from_str::<Scalar>(json).unwrap();
+        assert!(matches!(
+            key(r#""userId""#),
+            Scalar::String(Cow::Borrowed("userId"))
+        ));
+        assert!(matches!(key(r#""user\u0049d""#), Scalar::String(Cow::Owned(k)) if k == "userId"));
         // An escaped name is still the field it spells.
         let w: WireEvent = serde_json::from_str(r#"{"user\u0049d":"u1"}"#).unwrap();
         assert_eq!(w.user_id, Some(Scalar::String("u1".into())));
