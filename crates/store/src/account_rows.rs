@@ -83,10 +83,13 @@ fn match_column(kind: &SignalKind) -> Option<String> {
     })
 }
 
+/// Columns by signal index: `(signal index, SQL)`.
+pub(crate) type NamedColumns = Vec<(usize, String)>;
+
 /// The model's per-row values, in model order: `(signal index, column name, expression)`, the
 /// match columns `m{i}` (TINYINT) first, then the trait columns `t{i}` (the trait an identify
 /// or group call declared).
-pub(crate) fn value_columns(model: &Model) -> (Vec<(usize, String)>, Vec<(usize, String)>) {
+pub(crate) fn value_columns(model: &Model) -> (NamedColumns, NamedColumns) {
     let mut marks = Vec::new();
     let mut traits = Vec::new();
     for (i, s) in model.signals.iter().enumerate() {
