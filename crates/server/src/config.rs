@@ -172,7 +172,7 @@ pub struct Config {
     /// Seconds between incremental re-scores.
     pub rescore_interval_secs: u64,
     /// DuckDB's threads for ingestion in `upmarket serve` (default [`default_duckdb_threads`]);
-    /// scoring every account, derived tables and checkpoints run on every core.
+    /// scoring passes, derived tables and checkpoints run on every core.
     pub duckdb_threads: usize,
 }
 

@@ -183,7 +183,7 @@ impl DuckDbStore {
 
     /// Sets how many threads DuckDB runs queries on, for every connection of this store
     /// (DuckDB's default: every core; the server's `server.duckdb_threads`). Scoring every
-    /// account, derived tables and checkpoints still run on every core ([`on_all_cores`]).
+    /// account or a few, derived tables and checkpoints still run on every core ([`on_all_cores`]).
     pub fn set_threads(&mut self, n: usize) -> Result<(), StoreError> {
         self.conn
             .execute_batch(&format!("SET threads = {}", n.max(1)))?;
@@ -605,8 +605,8 @@ impl Store for DuckDbStore {
 
 /// Runs `f` with DuckDB on every core, then sets the lowered thread count again, if the
 /// server had lowered it for ingestion (`server.duckdb_threads`, [`DuckDbStore::set_threads`]).
-/// Scoring every account, building derived tables and checkpoints are whole-table work that
-/// DuckDB spreads over its threads. The setting is the database's, not the connection's: two
+/// Scoring passes (which may build or extend the derived tables), building the derived tables
+/// and checkpoints are work that DuckDB spreads over its threads. The setting is the database's, not the connection's: two
 /// callers at once may leave each other on fewer threads for a while (only slower), and the
 /// last to finish restores what it found.
 fn on_all_cores<T>(
