@@ -88,6 +88,18 @@ impl Server {
         assert!(status.success());
         let exit = self.child.wait().expect("wait for upmarket");
         assert!(exit.success(), "upmarket serve exited with {exit}");
+        // A stopped server leaves nothing to replay at its next start: every journaled event
+        // is in DuckDB and DuckDB's log is moved into its file. (Regression: a re-scoring pass
+        // still running at the stop made DuckDB decline the last checkpoint, leaving its log.)
+        let wal = self
+            .data_dir
+            .join(format!("{}.wal", upmarket_store::DB_FILE));
+        let wal_bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        assert_eq!(wal_bytes, 0, "{} left after a graceful stop", wal.display());
+        let journal = std::fs::read_dir(self.data_dir.join(upmarket_store::journal::JOURNAL_DIR))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(journal, 0, "journal segments left after a graceful stop");
         self.data_dir.clone()
     }
 
