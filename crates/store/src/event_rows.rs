@@ -383,13 +383,19 @@ mod tests {
         p
     }
 
+    /// An in-memory database with the first migration's `events` table and the function.
+    fn events_table() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(crate::schema::MIGRATIONS[0].2).unwrap();
+        register(&conn).unwrap();
+        conn
+    }
+
     /// Regression (from the Arrow appender this replaced): keys are full 128-bit digests;
     /// Arrow's 128-bit decimal (38 digits) refused those of 39 digits, failing whole commits.
     #[test]
     fn inserts_every_column_and_keys_of_any_size() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(crate::schema::MIGRATIONS[0].2).unwrap();
-        register(&conn).unwrap();
+        let conn = events_table();
         let events = [
             prepared(
                 r#"{"type":"track","event":"Report Created","userId":"u1","messageId":"m1",
@@ -463,9 +469,7 @@ mod tests {
     /// with literals, grouping and prefix comparisons all read those fields.
     #[test]
     fn texts_of_every_length_are_stored_and_compared_as_duckdb_strings() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(crate::schema::MIGRATIONS[0].2).unwrap();
-        register(&conn).unwrap();
+        let conn = events_table();
         let names = [
             "a",
             "twelve bytes",
