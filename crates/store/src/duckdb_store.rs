@@ -185,9 +185,7 @@ impl DuckDbStore {
     /// (DuckDB's default: every core; the server's `server.duckdb_threads`). Scoring every
     /// account or a few, derived tables and checkpoints still run on every core ([`on_all_cores`]).
     pub fn set_threads(&mut self, n: usize) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch(&format!("SET threads = {}", n.max(1)))?;
-        Ok(())
+        set_threads(&self.conn, n)
     }
 
     /// Lets [`Store::append_prepared_many`] append up to `n` batches at once, each on its own
@@ -606,9 +604,9 @@ impl Store for DuckDbStore {
 /// Runs `f` with DuckDB on every core, then sets the lowered thread count again, if the
 /// server had lowered it for ingestion (`server.duckdb_threads`, [`DuckDbStore::set_threads`]).
 /// Scoring passes (which may build or extend the derived tables), building the derived tables
-/// and checkpoints are work that DuckDB spreads over its threads. The setting is the database's, not the connection's: two
-/// callers at once may leave each other on fewer threads for a while (only slower), and the
-/// last to finish restores what it found.
+/// and checkpoints are work that DuckDB spreads over its threads. The setting is the
+/// database's, not the connection's: two callers at once may leave each other on fewer
+/// threads for a while (only slower), and the last to finish restores what it found.
 fn on_all_cores<T>(
     conn: &Connection,
     f: impl FnOnce() -> Result<T, StoreError>,
@@ -617,13 +615,19 @@ fn on_all_cores<T>(
     let threads: i64 = conn.query_row("SELECT current_setting('threads')", [], |r| r.get(0))?;
     let lowered = usize::try_from(threads).ok().filter(|&n| n < all);
     if lowered.is_some() {
-        conn.execute_batch(&format!("SET threads = {all}"))?;
+        set_threads(conn, all)?;
     }
     let out = f();
     if let Some(n) = lowered {
-        conn.execute_batch(&format!("SET threads = {n}"))?;
+        set_threads(conn, n)?;
     }
     out
+}
+
+/// DuckDB's thread count for the whole database (at least one).
+fn set_threads(conn: &Connection, n: usize) -> Result<(), StoreError> {
+    conn.execute_batch(&format!("SET threads = {}", n.max(1)))?;
+    Ok(())
 }
 
 /// A read handle on a [`DuckDbStore`].
