@@ -38,15 +38,15 @@ impl EventKind {
 
     /// Parses a Segment call type name (case-insensitive).
     pub fn parse(s: &str) -> Option<EventKind> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "track" => EventKind::Track,
-            "identify" => EventKind::Identify,
-            "group" => EventKind::Group,
-            "page" => EventKind::Page,
-            "screen" => EventKind::Screen,
-            "alias" => EventKind::Alias,
-            _ => return None,
-        })
+        const ALL: [EventKind; 6] = [
+            EventKind::Track,
+            EventKind::Identify,
+            EventKind::Group,
+            EventKind::Page,
+            EventKind::Screen,
+            EventKind::Alias,
+        ];
+        ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(s))
     }
 }
 
