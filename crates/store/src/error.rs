@@ -53,8 +53,8 @@ pub enum StoreError {
     /// says why.
     #[error("the store stopped accepting writes")]
     Stopped,
-    /// A batch appended beside an earlier one that failed, rolled back so that the stored
-    /// events stay in order (see `Store::append_prepared_many`).
+    /// A batch of `Store::append_prepared_many` not attempted: what the call needed first
+    /// (reading the stored events' keys) failed, as the first batch's error says.
     #[error("not stored: an earlier batch of the same commit failed")]
     EarlierBatchFailed,
     /// A query returned a column of another type than its reader expects (a bug in upmarket).

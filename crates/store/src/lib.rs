@@ -116,9 +116,12 @@ pub trait Store: Send {
         events: &[&PreparedEvent],
     ) -> Result<Vec<AppendStatus>, StoreError>;
 
-    /// Stores several batches, each in its own transaction, committed in order: one result
-    /// per batch. A backend may append them in parallel (DuckDB: [`DuckDbStore::parallel_appends`]);
-    /// after a failed batch the later ones fail too. The default appends one after another.
+    /// Stores several batches, each in its own transaction: one result per batch. Events
+    /// are numbered in batch order, and a messageId in two batches is stored by the first. A
+    /// backend may append and commit them in parallel (DuckDB: [`DuckDbStore::parallel_appends`]),
+    /// so until this returns a reader may see a later batch before an earlier one, and a
+    /// failed batch does not undo the others (its numbers stay unused; its events, a re-run of
+    /// an import stores). The default appends one after another.
     fn append_prepared_many(
         &mut self,
         batches: &[&[&PreparedEvent]],
@@ -155,6 +158,13 @@ pub trait Store: Send {
     /// busy with other transactions declines (false) and is asked again later.
     fn checkpoint(&mut self, _min_log_bytes: u64) -> Result<bool, StoreError> {
         Ok(false)
+    }
+
+    /// Lets the store's own work use every core from now on (an import that has parsed its
+    /// last event leaves its parsing core free for the appends still to come). Stores without
+    /// threads of their own ignore it.
+    fn use_all_cores(&mut self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// Writes whatever derived data the store deferred (identity facts the server lets wait a

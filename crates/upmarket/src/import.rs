@@ -326,18 +326,29 @@ fn import_with_format(
     // parsing the next batch overlaps the store's work on the last (both cores busy).
     let (batches, incoming) = std::sync::mpsc::sync_channel::<Vec<PreparedEvent>>(2);
     let (give_back, done) = std::sync::mpsc::channel::<Vec<PreparedEvent>>();
+    // Set once every row is parsed: the batches still to append may then use the parsing
+    // thread's core too (on a 1M-event import, ~0.6 s of appends ran on one core after it).
+    let parsed = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| -> anyhow::Result<ImportSummary> {
+        let parsed = &parsed;
         let appender = scope.spawn(move || -> Result<(u64, u64), StoreError> {
             let (mut stored, mut duplicates) = (0u64, 0u64);
+            let mut all_cores = false;
             while let Ok(first) = incoming.recv() {
                 // Whatever batches wait besides it are appended at once (in parallel when the
-                // store can: see `open_store`).
+                // store can: see `open_store`), but none is waited for: a lone batch is
+                // appended while the next one is parsed (waiting for a second one left the
+                // appending side idle, ~0.1 s of each second on a 1M-event import).
                 let mut group = vec![first];
                 while group.len() < APPEND_LANES {
-                    match incoming.recv() {
+                    match incoming.try_recv() {
                         Ok(batch) => group.push(batch),
                         Err(_) => break,
                     }
+                }
+                if !all_cores && parsed.load(std::sync::atomic::Ordering::Acquire) {
+                    store.use_all_cores()?;
+                    all_cores = true;
                 }
                 let refs: Vec<Vec<&PreparedEvent>> =
                     group.iter().map(|b| b.iter().collect()).collect();
@@ -376,6 +387,7 @@ fn import_with_format(
         };
         let read = read_files(&mut importer, &args, &bar);
         let flushed = importer.flush();
+        parsed.store(true, std::sync::atomic::Ordering::Release);
         drop(importer.batches);
         // The appender's error explains a failed hand-over best, so it is reported first.
         let (stored, duplicates) = appender

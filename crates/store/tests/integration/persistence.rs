@@ -232,7 +232,7 @@ fn identity_deferred_at_a_crash_is_replayed_at_the_next_open() {
     assert_eq!(touched, ["acme.com"]);
 }
 
-/// Batches appended in parallel commit in order: numbers follow the batches, a messageId in
+/// Batches appended (and committed) in parallel: numbers follow the batches, a messageId in
 /// two batches is stored by the first, and deferred identity covers all of them.
 #[test]
 fn batches_appended_in_parallel_keep_their_order_and_dedup() {
