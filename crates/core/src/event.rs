@@ -148,3 +148,27 @@ pub fn email_of(kind: EventKind, traits: &JsonObject, context: &JsonObject) -> O
     let context_traits = view.as_ref().and_then(|v| v.traits).map(|t| t.get());
     crate::wire::email_from(kind, traits.text(), context_traits)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_types_parse_in_any_case_and_nothing_else_does() {
+        for kind in [
+            EventKind::Track,
+            EventKind::Identify,
+            EventKind::Group,
+            EventKind::Page,
+            EventKind::Screen,
+            EventKind::Alias,
+        ] {
+            let name = kind.as_str();
+            assert_eq!(EventKind::parse(name), Some(kind));
+            assert_eq!(EventKind::parse(&name.to_ascii_uppercase()), Some(kind));
+        }
+        for other in ["", "tracks", "trac", " track", "capture"] {
+            assert_eq!(EventKind::parse(other), None, "{other:?}");
+        }
+    }
+}

@@ -277,7 +277,7 @@ pub(crate) fn id_value(v: &Value, field: &'static str) -> Result<String, EventEr
 /// An id: a string (trimmed) or a number (as text), non-empty and at most [`MAX_ID_CHARS`].
 fn id_scalar(v: &Scalar, field: &'static str) -> Result<String, EventError> {
     let s = match v {
-        Scalar::String(s) => s.trim().to_string(),
+        Scalar::String(s) => crate::wire::trimmed(s).to_string(),
         Scalar::Number(n) => n.to_string(),
         other => {
             return Err(EventError::WrongType {
@@ -301,7 +301,7 @@ fn id_scalar(v: &Scalar, field: &'static str) -> Result<String, EventError> {
 fn id_field(v: &Option<Scalar>, field: &'static str) -> Result<Option<String>, EventError> {
     match v {
         None | Some(Scalar::Null) => Ok(None),
-        Some(Scalar::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Scalar::String(s)) if crate::wire::trimmed(s).is_empty() => Ok(None),
         Some(v) => id_scalar(v, field).map(Some),
     }
 }
@@ -310,7 +310,7 @@ fn id_field(v: &Option<Scalar>, field: &'static str) -> Result<Option<String>, E
 fn string_field(v: &Option<Scalar>, field: &'static str) -> Result<Option<String>, EventError> {
     match v {
         None | Some(Scalar::Null) => Ok(None),
-        Some(Scalar::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Scalar::String(s)) if crate::wire::trimmed(s).is_empty() => Ok(None),
         Some(Scalar::String(s)) => Ok(Some(s.to_string())),
         Some(other) => Err(EventError::WrongType {
             field,

@@ -22,7 +22,7 @@ pub(crate) fn parse_scalar_timestamp(v: &crate::wire::Scalar) -> Option<DateTime
 }
 
 fn parse_str(s: &str) -> Option<DateTime<Utc>> {
-    let s = s.trim();
+    let s = crate::wire::trimmed(s);
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }

@@ -216,13 +216,25 @@ pub(crate) fn email_from(
     own.or_else(|| context_traits.and_then(email_in))
 }
 
+/// `s` without leading and trailing whitespace ([`str::trim`]), checking the two ends' bytes
+/// first: ids and names rarely have any, and `trim`'s Unicode search was ~1.5% of an import.
+pub(crate) fn trimmed(s: &str) -> &str {
+    let clean = |b: Option<&u8>| b.is_some_and(|&c| c > b' ' && c < 0x80);
+    let bytes = s.as_bytes();
+    if clean(bytes.first()) && clean(bytes.last()) {
+        s
+    } else {
+        s.trim()
+    }
+}
+
 /// The e-mail an object of traits holds: `email`, a non-empty string, trimmed.
 pub(crate) fn email_in(traits_json: &str) -> Option<String> {
     match serde_json::from_str::<TraitsView>(traits_json)
         .ok()?
         .email?
     {
-        Scalar::String(s) => Some(s.trim().to_string()).filter(|e| !e.is_empty()),
+        Scalar::String(s) => Some(trimmed(&s).to_string()).filter(|e| !e.is_empty()),
         _ => None,
     }
 }
@@ -265,6 +277,23 @@ mod tests {
     fn the_last_of_duplicate_keys_wins() {
         let w: WireEvent = serde_json::from_str(r#"{"userId":"a","userId":"b"}"#).unwrap();
         assert_eq!(w.user_id, Some(Scalar::String("b".into())));
+    }
+
+    #[test]
+    fn trimming_checks_the_ends_then_trims_any_whitespace() {
+        for s in [
+            "abc",
+            " abc",
+            "abc\t",
+            "\u{3000}abc\u{3000}",
+            "a b",
+            "",
+            "   ",
+            "é",
+            "\u{a0}x",
+        ] {
+            assert_eq!(trimmed(s), s.trim(), "{s:?}");
+        }
     }
 
     #[test]
