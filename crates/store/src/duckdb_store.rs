@@ -585,6 +585,11 @@ impl Store for DuckDbStore {
         }
     }
 
+    fn expect_events(&mut self, events: usize) -> Result<(), StoreError> {
+        self.stored_keys()?.reserve(events);
+        Ok(())
+    }
+
     fn use_all_cores(&mut self) -> Result<(), StoreError> {
         set_threads(&self.conn, all_cores())
     }

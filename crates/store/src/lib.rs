@@ -160,6 +160,12 @@ pub trait Store: Send {
         Ok(false)
     }
 
+    /// Tells the store that about `events` more events are coming (an import's estimate from
+    /// its file sizes), so that it can make room for them at once. Only a hint.
+    fn expect_events(&mut self, _events: usize) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Lets the store's own work use every core from now on (an import that has parsed its
     /// last event leaves its parsing core free for the appends still to come). Stores without
     /// threads of their own ignore it.

@@ -72,6 +72,12 @@ impl StoredKeys {
         self.0.remove(&key);
     }
 
+    /// Makes room for `additional` more keys at once, instead of growing the table by
+    /// doubling (each doubling moves every key held).
+    pub fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional);
+    }
+
     /// How many keys are held.
     pub fn len(&self) -> usize {
         self.0.len()

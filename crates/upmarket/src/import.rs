@@ -331,10 +331,23 @@ fn import_with_format(
     let parsed = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| -> anyhow::Result<ImportSummary> {
         let parsed = &parsed;
+        let progress = bar.clone();
         let appender = scope.spawn(move || -> Result<(u64, u64), StoreError> {
             let (mut stored, mut duplicates) = (0u64, 0u64);
             let mut all_cores = false;
+            let mut estimated = false;
             while let Ok(first) = incoming.recv() {
+                if !estimated {
+                    // The whole import's events, estimated from the bytes the first batch
+                    // took: the store makes room for their keys at once rather than doubling
+                    // its key set again and again (each time moving every key).
+                    estimated = true;
+                    let read = progress.position();
+                    if read > 0 {
+                        let events = total_bytes as f64 * first.len() as f64 / read as f64;
+                        store.expect_events(events as usize)?;
+                    }
+                }
                 // Whatever batches wait besides it are appended at once (in parallel when the
                 // store can: see `open_store`), but none is waited for: a lone batch is
                 // appended while the next one is parsed (waiting for a second one left the
