@@ -24,6 +24,16 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every call type.
+    pub const ALL: [EventKind; 6] = [
+        EventKind::Track,
+        EventKind::Identify,
+        EventKind::Group,
+        EventKind::Page,
+        EventKind::Screen,
+        EventKind::Alias,
+    ];
+
     /// The lowercase Segment name of the call type.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -38,15 +48,9 @@ impl EventKind {
 
     /// Parses a Segment call type name (case-insensitive).
     pub fn parse(s: &str) -> Option<EventKind> {
-        const ALL: [EventKind; 6] = [
-            EventKind::Track,
-            EventKind::Identify,
-            EventKind::Group,
-            EventKind::Page,
-            EventKind::Screen,
-            EventKind::Alias,
-        ];
-        ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(s))
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s))
     }
 }
 
@@ -155,14 +159,7 @@ mod tests {
 
     #[test]
     fn call_types_parse_in_any_case_and_nothing_else_does() {
-        for kind in [
-            EventKind::Track,
-            EventKind::Identify,
-            EventKind::Group,
-            EventKind::Page,
-            EventKind::Screen,
-            EventKind::Alias,
-        ] {
+        for kind in EventKind::ALL {
             let name = kind.as_str();
             assert_eq!(EventKind::parse(name), Some(kind));
             assert_eq!(EventKind::parse(&name.to_ascii_uppercase()), Some(kind));
