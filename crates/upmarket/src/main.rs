@@ -4,7 +4,8 @@
 /// and frees them a batch (122,880 events) at a time, a pattern glibc's small per-thread
 /// caches do not absorb: its `malloc`/`free` and consolidation were ~10% of a 10M-event
 /// import's CPU. With mimalloc that import took 19.6–20.2 s against 21.6–21.7 s (34–35 s of
-/// user CPU against 38), for ~320 MiB more peak memory; a 1M import ran as fast (BENCHMARKS.md).
+/// user CPU against 38), for ~320 MiB more peak memory; a 1M import and the HTTP server
+/// (alternating runs) ran as fast (BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
