@@ -916,6 +916,41 @@ mod tests {
             .unwrap()
     }
 
+    /// Batches committed in parallel finish in any order, and one may fail: the next number
+    /// is always after the last committed batch's, whichever order they were reported in.
+    #[test]
+    fn numbers_continue_after_the_last_batch_committed_in_any_order() {
+        let mut store = DuckDbStore::open_in_memory(&FreeMailDomains::default()).unwrap();
+        let e = |id: &str| {
+            let ctx = upmarket_core::segment::ParseContext {
+                received_at: chrono::Utc::now(),
+                source: upmarket_core::IngestSource::Import,
+                max_event_bytes: 32 * 1024,
+                trust_received_at: false,
+            };
+            let json = format!(r#"{{"type":"track","event":"E","userId":"u","messageId":"{id}"}}"#);
+            PreparedEvent::new(
+                upmarket_core::segment::parse_event(&json, None, &Default::default(), &ctx)
+                    .unwrap(),
+            )
+        };
+        let (a, b) = ([e("a1"), e("a2")], [e("b1"), e("b2"), e("b3")]);
+        fn keyed(batch: &[PreparedEvent]) -> Vec<Keyed<'_>> {
+            batch.iter().enumerate().collect()
+        }
+        let start = store.next_seq;
+        // Batch b (numbered after a) reported first, then a.
+        store.committed_at(start + 2, 3, &keyed(&b));
+        assert_eq!(store.next_seq, start + 5);
+        store.committed_at(start, 2, &keyed(&a));
+        assert_eq!(store.next_seq, start + 5);
+        // Only the later batch committed (the earlier failed): its numbers still count.
+        let mut other = DuckDbStore::open_in_memory(&FreeMailDomains::default()).unwrap();
+        let start = other.next_seq;
+        other.committed_at(start + 2, 3, &keyed(&b));
+        assert_eq!(other.next_seq, start + 5);
+    }
+
     /// A stopping server ends a re-scoring pass through its session's interrupter: the query
     /// running fails as an interrupt (which the derived-table steps pass on instead of
     /// carrying on without their table).

@@ -316,6 +316,44 @@ fn a_failed_append_leaves_its_events_storable() {
     assert_eq!(seqs, [1, 2, 3], "no numbers lost to the failed append");
 }
 
+/// The same for batches appended in parallel: every failed batch gives its keys back, and the
+/// numbers continue after the last stored event.
+#[test]
+fn failed_parallel_batches_leave_their_events_storable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
+    store.defer_identity(std::time::Duration::from_secs(3600));
+    store.parallel_appends(2).unwrap();
+    store.append(&[t("before")]).unwrap();
+    let conn = store.sql_connection().unwrap();
+    let prepared = |ids: &[&str]| -> Vec<upmarket_store::PreparedEvent> {
+        ids.iter()
+            .map(|id| upmarket_store::PreparedEvent::new(t(id)))
+            .collect()
+    };
+    let (a, b) = (prepared(&["a1", "a2"]), prepared(&["b1", "before"]));
+    let append_both = |store: &mut DuckDbStore| {
+        let refs: Vec<Vec<&upmarket_store::PreparedEvent>> =
+            [&a, &b].iter().map(|x| x.iter().collect()).collect();
+        let slices: Vec<&[&upmarket_store::PreparedEvent]> =
+            refs.iter().map(Vec::as_slice).collect();
+        store.append_prepared_many(&slices)
+    };
+    conn.execute_batch("ALTER TABLE events RENAME TO events_away")
+        .unwrap();
+    assert!(append_both(&mut store).iter().all(Result::is_err));
+    conn.execute_batch("ALTER TABLE events_away RENAME TO events")
+        .unwrap();
+    let results: Vec<Vec<AppendStatus>> = append_both(&mut store)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    use AppendStatus::{Duplicate as D, Stored as S};
+    assert_eq!(results, vec![vec![S, S], vec![S, D]]);
+    let seqs: Vec<i64> = column(&conn, "SELECT seq FROM events ORDER BY seq");
+    assert_eq!(seqs, [1, 2, 3, 4], "no numbers lost to the failed appends");
+}
+
 /// Events the server journaled (acknowledged) but had not stored in DuckDB when it stopped
 /// are stored when the store next opens, with their identity; those it had stored too are not
 /// stored twice; the journal is gone afterwards.
