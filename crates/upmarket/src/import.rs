@@ -381,6 +381,11 @@ fn import_with_format(
                 }
             }
             store.flush()?;
+            // Whatever runs next in this process (the scoring tables, the demo's scoring)
+            // gets every core, even when the last batch came before parsing was known done.
+            if !all_cores {
+                store.use_all_cores()?;
+            }
             Ok((stored, duplicates))
         });
         let mut importer = Importer {
