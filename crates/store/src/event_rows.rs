@@ -242,6 +242,8 @@ fn fill<'e>(
 ) -> Result<(), TooLong> {
     for (col, (_, column)) in columns().into_iter().enumerate() {
         let mut v = out.flat_vector(col);
+        // SAFETY: `col` is one of the chunk's columns (the function's, in `columns()` order).
+        let raw = unsafe { ffi::duckdb_data_chunk_get_vector(out.get_ptr(), col as u64) };
         match column {
             Column::Key => {
                 // SAFETY: a HUGEINT vector holds 16-byte little-endian two's complement
@@ -263,7 +265,7 @@ fn fill<'e>(
                 // SAFETY: a VARCHAR vector (JSON is VARCHAR by another name) holds
                 // `duckdb_string_t`s.
                 unsafe {
-                    fill_nullable(&mut v, n, EMPTY, |i| {
+                    fill_nullable(&mut v, raw, n, EMPTY, |i| {
                         get(&event(i).event)
                             .map(|s| string_t(s).ok_or(TooLong(s.len())))
                             .transpose()
@@ -273,7 +275,7 @@ fn fill<'e>(
             Column::Time(get) => {
                 // SAFETY: a TIMESTAMP vector holds i64 microseconds since the epoch.
                 unsafe {
-                    fill_nullable(&mut v, n, 0, |i| {
+                    fill_nullable(&mut v, raw, n, 0, |i| {
                         Ok(get(&event(i).event).map(|t| t.timestamp_micros()))
                     })
                 }?
@@ -283,29 +285,43 @@ fn fill<'e>(
     Ok(())
 }
 
-/// Writes `n` values into `v`, NULL where `value` gives None (the slot then holds `null`).
+/// Writes `n` values into `v` (whose raw handle is `raw`), NULL where `value` gives None (the
+/// slot then holds `null`).
+///
+/// The NULLs are marked in the validity mask directly, a bit each, instead of through
+/// `FlatVector::set_null`, which makes three calls into DuckDB per NULL (a sixth of this
+/// function's time: most events leave several columns NULL).
 ///
 /// # Safety
-/// `v`'s DuckDB type must store its values as `T`s, and `n` must not exceed its capacity.
+/// `v`'s DuckDB type must store its values as `T`s, `raw` must be `v`'s vector, and `n` must
+/// not exceed its capacity.
 unsafe fn fill_nullable<T: Copy>(
     v: &mut FlatVector,
+    raw: ffi::duckdb_vector,
     n: usize,
     null: T,
     mut value: impl FnMut(usize) -> Result<Option<T>, TooLong>,
 ) -> Result<(), TooLong> {
-    let mut nulls = Vec::new();
-    {
-        // SAFETY: the caller's promise.
-        let slots = unsafe { v.as_mut_slice_with_len::<T>(n) };
-        for (i, slot) in slots.iter_mut().enumerate() {
-            *slot = value(i)?.unwrap_or_else(|| {
-                nulls.push(i);
+    let mut validity: *mut u64 = std::ptr::null_mut();
+    // SAFETY: the caller's promise.
+    let slots = unsafe { v.as_mut_slice_with_len::<T>(n) };
+    for (i, slot) in slots.iter_mut().enumerate() {
+        *slot = match value(i)? {
+            Some(x) => x,
+            None => {
+                if validity.is_null() {
+                    // SAFETY: `raw` is a valid vector (the caller's promise); once made
+                    // writable, its mask holds a bit for each of its rows (1 = valid).
+                    unsafe {
+                        ffi::duckdb_vector_ensure_validity_writable(raw);
+                        validity = ffi::duckdb_vector_get_validity(raw);
+                    }
+                }
+                // SAFETY: i < n ≤ the vector's capacity, so the word is in the mask.
+                unsafe { *validity.add(i / 64) &= !(1u64 << (i % 64)) };
                 null
-            });
-        }
-    }
-    for i in nulls {
-        v.set_null(i);
+            }
+        };
     }
     Ok(())
 }
@@ -393,6 +409,43 @@ mod tests {
         conn.execute_batch(crate::schema::MIGRATIONS[0].2).unwrap();
         register(&conn).unwrap();
         conn
+    }
+
+    /// NULLs land on exactly the rows without a value, across the validity mask's 64-row
+    /// words and DuckDB's 2,048-row chunks (the mask is written a bit at a time).
+    #[test]
+    fn nulls_mark_exactly_the_rows_without_a_value() {
+        let conn = events_table();
+        let n = 4_500;
+        let has_user = |i: usize| i % 3 != 0 && i % 64 != 63;
+        let events: Vec<PreparedEvent> = (0..n)
+            .map(|i| {
+                let who = if has_user(i) {
+                    format!(r#""userId":"u{i}""#)
+                } else {
+                    format!(r#""anonymousId":"a{i}""#)
+                };
+                prepared(
+                    &format!(r#"{{"type":"track","event":"E","messageId":"m{i}",{who}}}"#),
+                    i as i128,
+                )
+            })
+            .collect();
+        insert(&conn, events.iter(), 1).unwrap();
+        let got: Vec<(Option<String>, Option<String>)> = conn
+            .prepare("SELECT user_id, anonymous_id FROM events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let want: Vec<(Option<String>, Option<String>)> = (0..n)
+            .map(|i| match has_user(i) {
+                true => (Some(format!("u{i}")), None),
+                false => (None, Some(format!("a{i}"))),
+            })
+            .collect();
+        assert_eq!(got, want);
     }
 
     /// Regression (from the Arrow appender this replaced): keys are full 128-bit digests;
