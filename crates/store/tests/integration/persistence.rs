@@ -232,30 +232,45 @@ fn identity_deferred_at_a_crash_is_replayed_at_the_next_open() {
     assert_eq!(touched, ["acme.com"]);
 }
 
+/// A store on disk that appends two batches at once, identity deferred (as imports open it).
+fn parallel_store(dir: &std::path::Path) -> DuckDbStore {
+    let mut store = DuckDbStore::open(dir, &FreeMailDomains::default()).unwrap();
+    store.defer_identity(std::time::Duration::from_secs(3600));
+    store.parallel_appends(2).unwrap();
+    store
+}
+
+/// Track events with these messageIds, prepared.
+fn prepared(ids: &[&str]) -> Vec<upmarket_store::PreparedEvent> {
+    ids.iter()
+        .map(|id| upmarket_store::PreparedEvent::new(t(id)))
+        .collect()
+}
+
+/// `Store::append_prepared_many` of `batches`.
+fn append_many(
+    store: &mut DuckDbStore,
+    batches: &[&Vec<upmarket_store::PreparedEvent>],
+) -> Vec<Result<Vec<AppendStatus>, upmarket_store::StoreError>> {
+    let refs: Vec<Vec<&upmarket_store::PreparedEvent>> =
+        batches.iter().map(|x| x.iter().collect()).collect();
+    let slices: Vec<&[&upmarket_store::PreparedEvent]> = refs.iter().map(Vec::as_slice).collect();
+    store.append_prepared_many(&slices)
+}
+
 /// Batches appended (and committed) in parallel: numbers follow the batches, a messageId in
 /// two batches is stored by the first, and deferred identity covers all of them.
 #[test]
 fn batches_appended_in_parallel_keep_their_order_and_dedup() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
-    store.defer_identity(std::time::Duration::from_secs(3600));
-    store.parallel_appends(2).unwrap();
+    let mut store = parallel_store(dir.path());
     store.append(&[t("old")]).unwrap();
-    let batch = |ids: &[&str]| -> Vec<upmarket_store::PreparedEvent> {
-        ids.iter()
-            .map(|id| upmarket_store::PreparedEvent::new(t(id)))
-            .collect()
-    };
     let (a, b, c) = (
-        batch(&["a1", "a2", "old"]),
-        batch(&["b1", "a2", "b2"]),
-        batch(&["c1"]),
+        prepared(&["a1", "a2", "old"]),
+        prepared(&["b1", "a2", "b2"]),
+        prepared(&["c1"]),
     );
-    let refs: Vec<Vec<&upmarket_store::PreparedEvent>> =
-        [&a, &b, &c].iter().map(|x| x.iter().collect()).collect();
-    let slices: Vec<&[&upmarket_store::PreparedEvent]> = refs.iter().map(Vec::as_slice).collect();
-    let results: Vec<Vec<AppendStatus>> = store
-        .append_prepared_many(&slices)
+    let results: Vec<Vec<AppendStatus>> = append_many(&mut store, &[&a, &b, &c])
         .into_iter()
         .map(Result::unwrap)
         .collect();
@@ -321,30 +336,18 @@ fn a_failed_append_leaves_its_events_storable() {
 #[test]
 fn failed_parallel_batches_leave_their_events_storable() {
     let dir = tempfile::tempdir().unwrap();
-    let mut store = DuckDbStore::open(dir.path(), &FreeMailDomains::default()).unwrap();
-    store.defer_identity(std::time::Duration::from_secs(3600));
-    store.parallel_appends(2).unwrap();
+    let mut store = parallel_store(dir.path());
     store.append(&[t("before")]).unwrap();
     let conn = store.sql_connection().unwrap();
-    let prepared = |ids: &[&str]| -> Vec<upmarket_store::PreparedEvent> {
-        ids.iter()
-            .map(|id| upmarket_store::PreparedEvent::new(t(id)))
-            .collect()
-    };
     let (a, b) = (prepared(&["a1", "a2"]), prepared(&["b1", "before"]));
-    let append_both = |store: &mut DuckDbStore| {
-        let refs: Vec<Vec<&upmarket_store::PreparedEvent>> =
-            [&a, &b].iter().map(|x| x.iter().collect()).collect();
-        let slices: Vec<&[&upmarket_store::PreparedEvent]> =
-            refs.iter().map(Vec::as_slice).collect();
-        store.append_prepared_many(&slices)
-    };
     conn.execute_batch("ALTER TABLE events RENAME TO events_away")
         .unwrap();
-    assert!(append_both(&mut store).iter().all(Result::is_err));
+    assert!(append_many(&mut store, &[&a, &b])
+        .iter()
+        .all(Result::is_err));
     conn.execute_batch("ALTER TABLE events_away RENAME TO events")
         .unwrap();
-    let results: Vec<Vec<AppendStatus>> = append_both(&mut store)
+    let results: Vec<Vec<AppendStatus>> = append_many(&mut store, &[&a, &b])
         .into_iter()
         .map(Result::unwrap)
         .collect();
