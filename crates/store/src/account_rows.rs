@@ -127,6 +127,7 @@ struct Packing {
     columns: usize,
 }
 
+/// Where one match column is stored (see [`Packing`]).
 struct PackedMark {
     signal: usize,
     expr: String,
@@ -138,6 +139,7 @@ struct PackedMark {
 /// Bits used in each packed column (BIGINT: the sign bit stays clear).
 const PACKED_BITS: u32 = 63;
 
+/// The model's match columns, laid out over as many packed columns as they need.
 fn packing(model: &Model) -> Packing {
     let mut marks = Vec::new();
     let (mut column, mut shift) = (0, 0);

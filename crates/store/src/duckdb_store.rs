@@ -400,8 +400,6 @@ fn claim<'a>(keys: &mut StoredKeys, events: &[&'a PreparedEvent]) -> Vec<Keyed<'
         .collect()
 }
 
-/// Begins a transaction on `conn` and appends `events` to `events`, numbered from `first_seq`
-/// in order. Rolls back if the append fails; leaves the transaction open otherwise.
 /// [`begin_append`] and its commit, or nothing (rolled back).
 fn append_and_commit(
     conn: &Connection,
@@ -414,6 +412,8 @@ fn append_and_commit(
     })
 }
 
+/// Begins a transaction on `conn` and appends `events` to `events`, numbered from `first_seq`
+/// in order. Rolls back if the append fails; leaves the transaction open otherwise.
 fn begin_append(conn: &Connection, events: &[Keyed], first_seq: i64) -> Result<(), StoreError> {
     run(conn, "BEGIN TRANSACTION")?;
     let appended = crate::event_rows::insert(conn, events.iter().map(|(_, p)| *p), first_seq);
@@ -586,7 +586,12 @@ impl Store for DuckDbStore {
     }
 
     fn expect_events(&mut self, events: usize) -> Result<(), StoreError> {
-        self.stored_keys()?.reserve(events);
+        // Only into an empty store: re-running an import over the events it stored (every
+        // one a duplicate) must not double the key set's memory for keys that never come.
+        let keys = self.stored_keys()?;
+        if keys.is_empty() {
+            keys.reserve(events);
+        }
         Ok(())
     }
 

@@ -161,7 +161,8 @@ pub trait Store: Send {
     }
 
     /// Tells the store that about `events` more events are coming (an import's estimate from
-    /// its file sizes), so that it can make room for them at once. Only a hint.
+    /// its file sizes), so that it can make room for them at once. Only a hint (DuckDB: taken
+    /// when the store is empty; into a store holding events, they may be re-sent duplicates).
     fn expect_events(&mut self, _events: usize) -> Result<(), StoreError> {
         Ok(())
     }

@@ -46,8 +46,9 @@ pub fn open_store(config: &Config) -> anyhow::Result<upmarket_store::DuckDbStore
 /// parsing, [`APPEND_LANES`] appending, each of them running its statement in DuckDB itself)
 /// leave, at least one. Beyond those, DuckDB's workers only made the appending threads wait
 /// for them spinning (~13% of those threads' samples on 2 cores); with one thread here the
-/// 10M-event import took 40–44 s of CPU instead of 43–46 s. Building the scoring tables
-/// afterwards uses every core (the store raises the setting for it).
+/// 10M-event import took 43.6 s of CPU instead of 46.1 s (events part 17.3 against 18.5 s).
+/// Building the scoring tables afterwards uses every core (the store raises the setting for
+/// it), and so do the appends left once parsing is done.
 fn import_duckdb_threads() -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     cores.saturating_sub(1 + APPEND_LANES).max(1)
@@ -165,7 +166,7 @@ impl ImportSummary {
 /// Parses rows into batches and hands them to the appending thread (see [`import_with_format`]).
 struct Importer {
     batches: std::sync::mpsc::SyncSender<Vec<PreparedEvent>>,
-    /// Batches the appending thread is done with, freed here (that thread is the bottleneck).
+    /// Batches the appending thread is done with, emptied here (off that thread) and reused.
     done: std::sync::mpsc::Receiver<Vec<PreparedEvent>>,
     /// Emptied batches whose memory the next ones reuse.
     spare: Vec<Vec<PreparedEvent>>,
