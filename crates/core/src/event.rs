@@ -147,8 +147,7 @@ impl Event {
 /// `traits.email`, else (and for every other call) `context.traits.email`; a non-empty string,
 /// trimmed. The parsers fill [`Event::email`] with it.
 pub fn email_of(kind: EventKind, traits: &JsonObject, context: &JsonObject) -> Option<String> {
-    let view: Option<crate::wire::ContextView> =
-        context.text().and_then(|t| serde_json::from_str(t).ok());
+    let view = context.text().map(crate::wire::context_view);
     let context_traits = view.as_ref().and_then(|v| v.traits).map(|t| t.get());
     crate::wire::email_from(kind, traits.text(), context_traits)
 }

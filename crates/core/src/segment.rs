@@ -170,7 +170,7 @@ fn event_from_wire(
     let mut group_id = id_field(&w.group_id, "groupId")?;
     let context_view: ContextView = context
         .text()
-        .and_then(|t| serde_json::from_str(t).ok())
+        .map(crate::wire::context_view)
         .unwrap_or_default();
     if group_id.is_none() && kind != EventKind::Group {
         group_id = match &context_view.group_id {

@@ -195,6 +195,19 @@ object_view! {
     }
 }
 
+/// What identity needs from `context` (a JSON object's text): its `groupId` and `traits`. The
+/// object is parsed only when its text could name either: contexts that SDKs send are mostly
+/// `library`, `page`, `userAgent`, `ip`…, and parsing them a second time was a quarter of
+/// reading a typical analytics.js track event (1.32 µs, 1.00 with this check). A name written
+/// with an escape (`\u0067roupId`) contains a backslash, so it is parsed too.
+pub(crate) fn context_view(text: &str) -> ContextView<'_> {
+    let may_name = |key: &str| text.contains(key);
+    if !(may_name("groupId") || may_name("traits") || text.contains('\\')) {
+        return ContextView::default();
+    }
+    serde_json::from_str(text).unwrap_or_default()
+}
+
 object_view! {
     /// What identity needs from a traits object: `email`.
     TraitsView {
@@ -277,6 +290,31 @@ mod tests {
     fn the_last_of_duplicate_keys_wins() {
         let w: WireEvent = serde_json::from_str(r#"{"userId":"a","userId":"b"}"#).unwrap();
         assert_eq!(w.user_id, Some(Scalar::String("b".into())));
+    }
+
+    #[test]
+    fn a_context_is_read_for_group_and_traits_however_its_names_are_written() {
+        let group = |text: &str| match context_view(text).group_id {
+            Some(Scalar::String(s)) => Some(s.to_string()),
+            _ => None,
+        };
+        assert_eq!(
+            group(r#"{"library":{"name":"x"},"groupId":"ws1"}"#).as_deref(),
+            Some("ws1")
+        );
+        assert_eq!(group(r#"{"\u0067roupId":"ws2"}"#).as_deref(), Some("ws2"));
+        assert_eq!(
+            group(r#"{"library":{"name":"analytics.js"},"page":{"path":"/"}}"#),
+            None
+        );
+        let traits = context_view(r#"{"traits":{"email":"a@b.co"}}"#)
+            .traits
+            .map(RawValue::get);
+        assert_eq!(traits, Some(r#"{"email":"a@b.co"}"#));
+        assert!(context_view(r#"{"tr\u0061its":{"email":"a@b.co"}}"#)
+            .traits
+            .is_some());
+        assert!(context_view("not json but groupId").group_id.is_none());
     }
 
     #[test]
