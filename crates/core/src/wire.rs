@@ -201,8 +201,14 @@ object_view! {
 /// reading a typical analytics.js track event (1.32 µs, 1.00 with this check). A name written
 /// with an escape (`\u0067roupId`) contains a backslash, so it is parsed too.
 pub(crate) fn context_view(text: &str) -> ContextView<'_> {
-    let may_name = |key: &str| text.contains(key);
-    if !(may_name("groupId") || may_name("traits") || text.contains('\\')) {
+    use memchr::memmem::Finder;
+    use std::sync::OnceLock;
+    // SIMD substring searches, built once (with `str::contains` the check cost ~0.05 µs).
+    static NAMES: OnceLock<[Finder<'static>; 2]> = OnceLock::new();
+    let names = NAMES.get_or_init(|| [Finder::new("groupId"), Finder::new("traits")]);
+    let bytes = text.as_bytes();
+    let may_name = names.iter().any(|n| n.find(bytes).is_some());
+    if !may_name && memchr::memchr(b'\\', bytes).is_none() {
         return ContextView::default();
     }
     serde_json::from_str(text).unwrap_or_default()
