@@ -209,45 +209,39 @@ fn unpacked_columns(p: &Packing) -> Vec<String> {
 /// timestamp, event, the ids, then the value columns.
 pub(crate) fn raw_columns(model: &Model) -> String {
     let (marks, traits) = value_columns(model);
-    let mut cols = ID_COLUMNS.to_string();
-    for (_, c) in marks.iter().chain(&traits) {
-        cols.push_str(", ");
-        cols.push_str(c);
-    }
-    cols
+    after_ids(marks.into_iter().chain(traits).map(|(_, c)| c))
 }
 
 /// The columns of a stored row, over raw events with their `path`: the ids, the packed match
 /// columns, the trait columns.
 fn stored_row_columns(model: &Model) -> String {
     let (_, traits) = value_columns(model);
-    let mut cols = ID_COLUMNS.to_string();
-    for c in packed_columns(&packing(model))
-        .iter()
-        .chain(traits.iter().map(|(_, c)| c))
-    {
-        cols.push_str(", ");
-        cols.push_str(c);
-    }
-    cols
+    after_ids(
+        packed_columns(&packing(model))
+            .into_iter()
+            .chain(traits.into_iter().map(|(_, c)| c)),
+    )
 }
 
 /// The same columns as [`raw_columns`], read back from stored rows.
 pub(crate) fn stored_columns(model: &Model) -> String {
     let (_, traits) = value_columns(model);
-    let mut cols = ID_COLUMNS.to_string();
-    for c in unpacked_columns(&packing(model)) {
+    after_ids(
+        unpacked_columns(&packing(model))
+            .into_iter()
+            .chain(traits.iter().map(|(i, _)| format!("t{i}"))),
+    )
+}
+
+/// The columns every row starts with, then `more`, as a SELECT list.
+fn after_ids(more: impl Iterator<Item = String>) -> String {
+    let mut cols = "seq, timestamp, event, user_id, anonymous_id, group_id".to_string();
+    for c in more {
         cols.push_str(", ");
         cols.push_str(&c);
     }
-    for (i, _) in &traits {
-        cols.push_str(&format!(", t{i}"));
-    }
     cols
 }
-
-/// The columns every row starts with.
-const ID_COLUMNS: &str = "seq, timestamp, event, user_id, anonymous_id, group_id";
 
 /// The model's account rows: the tables and the events they cover (`seq <= through_seq`).
 #[derive(Debug, Clone, PartialEq)]
