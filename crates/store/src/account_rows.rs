@@ -26,7 +26,21 @@
 //! Each run costs a lookup about a millisecond, so when the runs are many the delta is rewritten
 //! as one run, and when it has grown past an eighth of the base both are rewritten as one base:
 //! rewriting costs are geometric, about two passes over the rows per doubling of the history.
+//!
+//! What the base keeps: its readers score as of the scoring clock or later (the re-scorer, an
+//! explanation as of now), and such a score reads no event older than the model's longest
+//! look-back before it ([`crate::scoring::max_window`]) except for two signals: recency (the
+//! account's last event, however old) and traits (declared by identify and group calls,
+//! however old). So when the base is written (created, or merged with the delta), the grouped
+//! events older than `kept_from` = clock − look-back are folded into one row per key and ids
+//! (group, user id, anonymous id: what attribution reads) holding their last time and number
+//! and no match; events that declare a trait the model reads, and group-less events (placed
+//! by the membership of their own time), are kept whole. A reader asking about an earlier
+//! time reads raw events instead ([`AccountRows::serves`]). An imported year of history is
+//! thus written as its last two months plus a row per person and workspace: 3.6M instead of
+//! 10M rows at 10M simulated events, 1.7 s instead of 3.3 s to build (Python's DuckDB).
 
+use chrono::NaiveDateTime;
 use duckdb::{params, Connection, OptionalExt};
 use upmarket_core::model::{Model, SignalKind};
 
@@ -256,6 +270,18 @@ pub(crate) struct AccountRows {
     /// The newest event when these were looked up: the raw part is read only when newer
     /// than `through_seq` (events arriving later are re-scored by the next pass).
     pub newest: i64,
+    /// Grouped events older than this are folded in the base (see "What the base keeps");
+    /// None: every event is kept whole.
+    pub kept_from: Option<NaiveDateTime>,
+}
+
+impl AccountRows {
+    /// Whether these rows hold what scoring as of `as_of` reads: every event of the model's
+    /// longest look-back before it is kept whole.
+    pub(crate) fn serves(&self, model: &Model, as_of: NaiveDateTime) -> bool {
+        let lookback = chrono::Duration::days(crate::scoring::max_window(model).into());
+        self.kept_from.is_none_or(|from| as_of - lookback >= from)
+    }
 }
 
 /// The layout of the tables; part of their names, so a build with another layout creates its
@@ -316,6 +342,7 @@ struct State {
     base_through_seq: i64,
     through_seq: i64,
     delta_runs: i64,
+    kept_from: Option<NaiveDateTime>,
 }
 
 /// The model's account rows, created when missing and extended when at least
@@ -327,13 +354,15 @@ pub(crate) fn current(conn: &Connection, model: &Model) -> Result<Option<Account
     let (base, delta, ids) = names(model);
     let state: Option<State> = conn
         .prepare_cached(
-            "SELECT base_through_seq, through_seq, delta_runs FROM account_row_tables WHERE name = ?",
+            "SELECT base_through_seq, through_seq, delta_runs, kept_from
+             FROM account_row_tables WHERE name = ?",
         )?
         .query_row(params![base], |r| {
             Ok(State {
                 base_through_seq: r.get(0)?,
                 through_seq: r.get(1)?,
                 delta_runs: r.get(2)?,
+                kept_from: r.get(3)?,
             })
         })
         .optional()?;
@@ -344,18 +373,19 @@ pub(crate) fn current(conn: &Connection, model: &Model) -> Result<Option<Account
             r.get::<_, Option<i64>>(0)
         })?
         .unwrap_or(0);
-    let rows = |through_seq, delta_runs| AccountRows {
+    let rows = |through_seq, delta_runs, kept_from| AccountRows {
         base: base.clone(),
         delta: delta.clone(),
         ids: ids.clone(),
         through_seq,
         delta_runs,
         newest,
+        kept_from,
     };
     if let Some(s) = &state {
         let extend_after = EXTEND_AFTER.load(std::sync::atomic::Ordering::Relaxed);
         if newest - s.through_seq < extend_after {
-            return Ok(Some(rows(s.through_seq, s.delta_runs)));
+            return Ok(Some(rows(s.through_seq, s.delta_runs, s.kept_from)));
         }
     }
     let started = std::time::Instant::now();
@@ -363,14 +393,14 @@ pub(crate) fn current(conn: &Connection, model: &Model) -> Result<Option<Account
         .execute_batch("BEGIN TRANSACTION")
         .map_err(StoreError::from)
         .and_then(|_| maintain(conn, model, (&base, &delta, &ids), state.as_ref(), newest))
-        .and_then(|runs| {
+        .and_then(|kept| {
             conn.execute_batch("COMMIT")?;
-            Ok(runs)
+            Ok(kept)
         });
     match done {
-        Ok(runs) => {
+        Ok((runs, kept_from)) => {
             crate::scoring::debug_elapsed(started, "account rows extended");
-            Ok(Some(rows(newest, runs)))
+            Ok(Some(rows(newest, runs, kept_from)))
         }
         Err(err) => {
             if let Err(rollback) = conn.execute_batch("ROLLBACK") {
@@ -381,33 +411,35 @@ pub(crate) fn current(conn: &Connection, model: &Model) -> Result<Option<Account
                 return Err(err);
             }
             tracing::warn!(error = %err, "updating the account rows failed; re-scoring reads more raw events");
-            Ok(state.map(|s| rows(s.through_seq, s.delta_runs)))
+            Ok(state.map(|s| rows(s.through_seq, s.delta_runs, s.kept_from)))
         }
     }
 }
 
 /// Brings the tables to `newest` (inside the caller's transaction): creates them, appends a
-/// run, rewrites the delta as one run, or merges it into the base. Returns the delta's runs.
+/// run, rewrites the delta as one run, or merges it into the base. Returns the delta's runs
+/// and the base's `kept_from`.
 fn maintain(
     conn: &Connection,
     model: &Model,
     (base, delta, ids): (&str, &str, &str),
     state: Option<&State>,
     newest: i64,
-) -> Result<i64, StoreError> {
+) -> Result<(i64, Option<NaiveDateTime>), StoreError> {
     let (b, d) = (quote_ident(base), quote_ident(delta));
-    let (base_through, runs) = match state {
+    let (base_through, runs, kept_from) = match state {
         None => {
             crate::rollup::drop_stale(conn, "account_row_tables", &["_delta", "_ids"])?;
             drop_earlier_layouts(conn)?;
-            let all = keyed_rows(model, &format!("seq <= {newest}"));
+            let from = kept_from(conn, model)?;
+            let all = folded(model, &keyed_rows(model, &format!("seq <= {newest}")), from);
             conn.execute_batch(&format!(
-                "CREATE OR REPLACE TABLE {b} AS {all} ORDER BY groupless, k, seq;
+                "CREATE OR REPLACE TABLE {b} AS SELECT * FROM ({all}) ORDER BY groupless, k, seq;
                  CREATE OR REPLACE TABLE {d} AS SELECT * FROM {b} LIMIT 0;
                  {}",
                 ids_table_sql(base, ids)
             ))?;
-            (newest, 0)
+            (newest, 0, Some(from))
         }
         Some(s) => {
             let tail = keyed_rows(
@@ -418,37 +450,103 @@ fn maintain(
                 conn.execute_batch(&format!(
                     "INSERT INTO {d} SELECT * FROM ({tail}) ORDER BY groupless, k, seq"
                 ))?;
-                (s.base_through_seq, s.delta_runs + 1)
+                (s.base_through_seq, s.delta_runs + 1, s.kept_from)
             } else {
                 let count = |t: &str| -> Result<i64, StoreError> {
                     Ok(conn.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get(0))?)
                 };
                 let merged = format!("SELECT * FROM {d} UNION ALL SELECT * FROM ({tail})");
                 if count(&d)? * 8 > count(&b)? {
+                    // The base is rewritten: folded again as of the clock now.
+                    let from = kept_from(conn, model)?;
+                    let all = folded(
+                        model,
+                        &format!("SELECT * FROM {b} UNION ALL {merged}"),
+                        from,
+                    );
                     conn.execute_batch(&format!(
                         "CREATE OR REPLACE TABLE {b} AS
-                             SELECT * FROM (SELECT * FROM {b} UNION ALL {merged}) ORDER BY groupless, k, seq;
+                             SELECT * FROM ({all}) ORDER BY groupless, k, seq;
                          DELETE FROM {d};
                          {}",
                         ids_table_sql(base, ids)
                     ))?;
-                    (newest, 0)
+                    (newest, 0, Some(from))
                 } else {
                     conn.execute_batch(&format!(
                         "CREATE OR REPLACE TABLE {d} AS SELECT * FROM ({merged}) ORDER BY groupless, k, seq"
                     ))?;
-                    (s.base_through_seq, 1)
+                    (s.base_through_seq, 1, s.kept_from)
                 }
             }
         }
     };
     conn.execute(
         "INSERT OR REPLACE INTO account_row_tables
-             (name, base_through_seq, through_seq, delta_runs, extended_at)
-         VALUES (?, ?, ?, ?, current_timestamp)",
-        params![base, base_through, newest, runs],
+             (name, base_through_seq, through_seq, delta_runs, extended_at, kept_from)
+         VALUES (?, ?, ?, ?, current_timestamp, CAST(? AS TIMESTAMP))",
+        params![
+            base,
+            base_through,
+            newest,
+            runs,
+            kept_from.map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
+        ],
     )?;
-    Ok(runs)
+    Ok((runs, kept_from))
+}
+
+/// The `kept_from` of a base written now: the scoring clock (now, or just after the newest
+/// event of a history that ended earlier) less the model's longest look-back. The clock only
+/// moves forward, so every later re-scoring pass is served.
+fn kept_from(conn: &Connection, model: &Model) -> Result<NaiveDateTime, StoreError> {
+    let latest: Option<NaiveDateTime> =
+        conn.query_row("SELECT max(timestamp) FROM events", [], |r| r.get(0))?;
+    let clock = crate::clock_for(latest, chrono::Utc::now().naive_utc());
+    Ok(clock - chrono::Duration::days(crate::scoring::max_window(model).into()))
+}
+
+/// `rows` (a SELECT of stored rows) with the grouped rows older than `from` folded (see
+/// "What the base keeps"): the rows no score as of `from` + look-back or later reads whole
+/// become one row per key and ids, with their last time and number, no event name, no match
+/// and no trait. `rows` is inlined twice (NOT MATERIALIZED): the folding side reads only the
+/// ids and times of the old events, where materializing every row first cost 2.2–2.5 s
+/// instead of 1.7 s at 10M events (Python's DuckDB).
+fn folded(model: &Model, rows: &str, from: NaiveDateTime) -> String {
+    let (_, traits) = value_columns(model);
+    let mut whole = vec![
+        format!("timestamp >= {}", crate::scoring::timestamp_literal(from)),
+        "groupless".to_string(),
+    ];
+    whole.extend(traits.iter().map(|(i, _)| format!("t{i} IS NOT NULL")));
+    let whole = whole.join(" OR ");
+    let nothing: Vec<String> = (0..packing(model).columns)
+        .map(|n| format!("0::BIGINT AS marks_{n}"))
+        .chain(traits.iter().map(|(i, _)| format!("NULL::VARCHAR AS t{i}")))
+        .collect();
+    // The columns of a stored row, in order (see `after_ids`).
+    let last = [
+        "false AS groupless",
+        "k",
+        "max(seq) AS seq",
+        "max(timestamp) AS timestamp",
+        "NULL::VARCHAR AS event",
+        "user_id",
+        "anonymous_id",
+        "group_id",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .chain(nothing)
+    .collect::<Vec<_>>()
+    .join(", ");
+    format!(
+        "WITH r AS NOT MATERIALIZED ({rows})
+         SELECT * FROM r WHERE {whole}
+         UNION ALL
+         SELECT {last}
+         FROM r WHERE NOT ({whole}) GROUP BY k, user_id, anonymous_id, group_id"
+    )
 }
 
 /// The rows of the events matching `filter`, each with its lookup key `k`: the group for events
@@ -646,7 +744,8 @@ mod tests {
              CREATE TABLE account_rows_00000000cafef00d (k UBIGINT, m1 TINYINT, t11 VARCHAR);
              CREATE TABLE account_rows_00000000cafef00d_delta (k UBIGINT, m1 TINYINT, t11 VARCHAR);
              CREATE TABLE account_rows_00000000cafef00d_ids (k UBIGINT, m1 TINYINT, t11 VARCHAR);
-             INSERT INTO account_row_tables VALUES
+             INSERT INTO account_row_tables
+                 (name, base_through_seq, through_seq, delta_runs, extended_at) VALUES
                  ('account_rows_00000000deadbeef', 0, 0, 0, current_timestamp),
                  ('account_rows_00000000cafef00d', 0, 0, 0, current_timestamp);",
         )
@@ -778,6 +877,110 @@ mod tests {
         ] {
             assert!(seen.contains(&v), "no {v:?} among {seen:?}");
         }
+    }
+
+    /// Creating the base folds the grouped events older than the clock less the look-back
+    /// into one row per key and ids (last time, no event, no match), and keeps whole the
+    /// recent ones, the group-less ones and those declaring a trait the model reads.
+    #[test]
+    fn old_grouped_events_are_folded_into_their_last_time() {
+        use crate::Store;
+        let m = model("default.toml");
+        assert_eq!(crate::scoring::max_window(&m), 60);
+        let latest = chrono::NaiveDate::from_ymd_opt(2025, 6, 1)
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap();
+        let at = |days: i64| {
+            (latest - chrono::Duration::days(days))
+                .and_utc()
+                .to_rfc3339()
+        };
+        let ctx = upmarket_core::segment::ParseContext {
+            received_at: chrono::Utc::now(),
+            source: upmarket_core::IngestSource::Import,
+            max_event_bytes: 32 * 1024,
+            trust_received_at: true,
+        };
+        let event = |n: usize, json: serde_json::Value| {
+            let mut json = json;
+            json["messageId"] = serde_json::json!(format!("m{n}"));
+            upmarket_core::segment::parse_event(
+                &json.to_string(),
+                None,
+                &upmarket_core::segment::BatchDefaults::default(),
+                &ctx,
+            )
+            .unwrap()
+        };
+        let g = |id: &str| serde_json::json!({ "groupId": id });
+        let events: Vec<upmarket_core::Event> = [
+            // g1: u1's two old events fold into one row at the later; u2's (with an
+            // anonymous id) into another; u1's recent one stays whole.
+            serde_json::json!({"type":"track","event":"Report Created","userId":"u1","timestamp":at(100),"context":g("g1")}),
+            serde_json::json!({"type":"track","event":"Query Run","userId":"u1","timestamp":at(90),"context":g("g1")}),
+            serde_json::json!({"type":"track","event":"Query Run","userId":"u2","anonymousId":"a2","timestamp":at(95),"context":g("g1")}),
+            serde_json::json!({"type":"track","event":"Query Run","userId":"u1","timestamp":at(0),"context":g("g1")}),
+            // g2, dormant: one row at its last event.
+            serde_json::json!({"type":"page","properties":{"path":"/pricing"},"userId":"u3","timestamp":at(200),"context":g("g2")}),
+            serde_json::json!({"type":"track","event":"Query Run","userId":"u3","timestamp":at(150),"context":g("g2")}),
+            // A trait declared long ago, and an old group-less event: whole.
+            serde_json::json!({"type":"group","groupId":"g2","userId":"u3","traits":{"company_size":"11-50"},"timestamp":at(130)}),
+            serde_json::json!({"type":"track","event":"Report Created","userId":"u4","timestamp":at(100)}),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(n, j)| event(n, j))
+        .collect();
+        let mut store =
+            crate::DuckDbStore::open_in_memory(&upmarket_core::FreeMailDomains::default()).unwrap();
+        store.append(&events).unwrap();
+        let conn = store.sql_connection().unwrap();
+        let rows = current(&conn, &m).unwrap().unwrap();
+        let clock = latest + chrono::Duration::seconds(1);
+        let from = clock - chrono::Duration::days(60);
+        assert_eq!(rows.kept_from, Some(from));
+        assert!(rows.serves(&m, clock));
+        assert!(rows.serves(&m, clock + chrono::Duration::days(30)));
+        assert!(!rows.serves(&m, clock - chrono::Duration::seconds(1)));
+
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT groupless, coalesce(group_id, '-'), coalesce(user_id, '-'),
+                        coalesce(anonymous_id, '-'), strftime(timestamp, '%Y-%m-%d'),
+                        coalesce(event, '-'), marks_0, coalesce(t11, '-')
+                 FROM {} ORDER BY 2, 3, 5",
+                quote_ident(&rows.base)
+            ))
+            .unwrap();
+        let base: Vec<String> = stmt
+            .query_map([], |r| {
+                Ok(format!(
+                    "{} {} {} {} {} {} {} {}",
+                    r.get::<_, bool>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, String>(7)?,
+                ))
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            base,
+            [
+                "true - u4 - 2025-02-21 Report Created 1 -",
+                "false g1 u1 - 2025-03-03 - 0 -",
+                "false g1 u1 - 2025-06-01 Query Run 1 -",
+                "false g1 u2 a2 2025-02-26 - 0 -",
+                "false g2 u3 - 2025-01-02 - 0 -",
+                "false g2 u3 - 2025-01-22 - 0 11-50",
+            ]
+        );
     }
 
     #[test]

@@ -294,9 +294,13 @@ pub(crate) fn measure_few(
     let (workspaces, ids) = scope(conn, model.level, accounts)?;
     debug_elapsed(started, "few: people and ids");
     let started = std::time::Instant::now();
+    // Scoring as of an earlier time than the account rows keep whole events for (an
+    // explanation as of a past day) reads raw events.
     let candidates = match crate::account_rows::current(conn, model)? {
-        Some(stored) => crate::account_rows::candidates_sql(model, &stored, &at, &workspaces, &ids),
-        None => crate::account_rows::raw_candidates_sql(model, 0, &at, &workspaces, &in_list(&ids)),
+        Some(stored) if stored.serves(model, as_of) => {
+            crate::account_rows::candidates_sql(model, &stored, &at, &workspaces, &ids)
+        }
+        _ => crate::account_rows::raw_candidates_sql(model, 0, &at, &workspaces, &in_list(&ids)),
     };
     debug_elapsed(started, "few: account rows");
     let started = std::time::Instant::now();

@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "events deduplicated by the writer, not a primary key",
         V8,
     ),
+    (9, "account rows keep old events folded", V9),
 ];
 
 const V1: &str = r#"
@@ -288,4 +289,11 @@ CREATE TABLE events_unkeyed (
 INSERT INTO events_unkeyed SELECT * FROM events;
 DROP TABLE events;
 ALTER TABLE events_unkeyed RENAME TO events;
+"#;
+
+/// Account rows whose base keeps the events older than `kept_from` only folded, one row per
+/// key and ids with their last time (see `account_rows.rs`, "What the base keeps"). NULL:
+/// every event is kept (bases built before this migration).
+const V9: &str = r#"
+ALTER TABLE account_row_tables ADD COLUMN kept_from TIMESTAMP;
 "#;

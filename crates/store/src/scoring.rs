@@ -284,7 +284,7 @@ pub(crate) fn two_level(i: usize, kind: &SignalKind, as_of: &str) -> Option<TwoL
 }
 
 /// The longest look-back any numeric signal needs, in days.
-fn max_window(model: &Model) -> u32 {
+pub(crate) fn max_window(model: &Model) -> u32 {
     model
         .signals
         .iter()

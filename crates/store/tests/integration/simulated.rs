@@ -207,16 +207,56 @@ fn scoring_from_the_rollup_equals_scoring_raw_events() {
 }
 
 /// Re-scoring a few accounts (the re-scorer's path: candidate events, counted in Rust) gives
-/// exactly what scoring every account gives, at workspace and at company level.
+/// exactly what scoring every account gives, at workspace and at company level: as of the
+/// scoring clock and later, from account rows whose old events are folded (dormant accounts'
+/// recency from the folded rows), and as of an earlier time, which those rows cannot serve.
 #[test]
 fn rescoring_a_few_accounts_matches_scoring_all() {
     let (store, cfg) = simulated_store(300, 11);
     let session = store.reader().unwrap();
-    let as_of = (cfg.start + chrono::Days::new(300))
+    let earlier = (cfg.start + chrono::Days::new(300))
         .and_hms_opt(12, 30, 0)
         .unwrap();
+    let clock = session.scoring_clock().unwrap();
+    for as_of in [clock, clock + chrono::Duration::days(20), earlier] {
+        rescoring_a_few_accounts_matches_scoring_all_as_of(session.as_ref(), as_of);
+    }
+    let conn = store.sql_connection().unwrap();
+    let (kept_from, base): (Option<chrono::NaiveDateTime>, String) = conn
+        .query_row("SELECT kept_from, name FROM account_row_tables", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(
+        kept_from,
+        Some(clock - chrono::Duration::days(60)),
+        "the default model looks back 60 days"
+    );
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let rows = count(&format!("SELECT count(*) FROM {base}"));
+    let events = count("SELECT count(*) FROM events");
+    assert!(rows * 2 < events, "{rows} rows for {events} events");
+}
+
+fn rescoring_a_few_accounts_matches_scoring_all_as_of(
+    session: &dyn upmarket_store::StoreSession,
+    as_of: chrono::NaiveDateTime,
+) {
     for (model, level) in every_model_at_both_levels() {
         let all = session.measure(&model, as_of, None).unwrap();
+        let recency = model
+            .signals
+            .iter()
+            .position(|s| s.kind == upmarket_core::model::SignalKind::Recency);
+        let dormant = |a: &upmarket_store::AccountSignals| {
+            recency.is_some_and(
+                |i| matches!(a.values[i], upmarket_core::model::SignalValue::Number(d) if d > 60.0),
+            )
+        };
+        assert!(
+            recency.is_none() || all.iter().step_by(7).any(dormant),
+            "{level} as of {as_of}: accounts idle for longer than the look-back are checked"
+        );
         assert!(all.len() > 100, "{level}: {} accounts", all.len());
         let mut checked = 0;
         for a in all.iter().step_by(7) {
@@ -255,7 +295,7 @@ fn rescoring_a_few_accounts_matches_scoring_all() {
             "{level}: an unknown account measures to nothing"
         );
         eprintln!(
-            "{} at {level} level: {checked} accounts re-scored alone, 6 together, all equal",
+            "{} at {level} level as of {as_of}: {checked} accounts re-scored alone, 6 together, all equal",
             model.name
         );
     }
