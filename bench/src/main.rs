@@ -51,7 +51,13 @@ enum Bench {
         batch: usize,
     },
     /// `upmarket import` vs DuckDB read_json.
-    Import,
+    Import {
+        /// Rounds, each an import and a `read_json` load one after the other: on a shared
+        /// machine one pair can differ by 20% from the next, so the row reports every round's
+        /// ratio and their median.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+    },
     /// Full scoring vs hand-written DuckDB SQL and pandas; incremental re-score latency.
     Scoring {
         /// An upmarket data directory holding the events (from `upmarket import`).
@@ -374,7 +380,25 @@ fn ingest_http(cli: &Cli, clients: usize, batch: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn import(cli: &Cli) -> anyhow::Result<()> {
+/// One round of the import benchmark: the import's figures and its `read_json` pair's.
+struct ImportRound {
+    events: u64,
+    secs: f64,
+    /// The import's own split: events stored, then the scoring tables built from them.
+    events_secs: f64,
+    tables_secs: f64,
+    peak_mib: u64,
+    disk: u64,
+    baseline: Baseline,
+}
+
+impl ImportRound {
+    fn ratio(&self) -> f64 {
+        (self.events as f64 / self.secs) / (self.baseline.events as f64 / self.baseline.secs)
+    }
+}
+
+fn import_round(cli: &Cli) -> anyhow::Result<ImportRound> {
     let data = cli.scratch.join("upmarket-import");
     fresh(&data)?;
     let run = scoring::timed(
@@ -388,16 +412,40 @@ fn import(cli: &Cli) -> anyhow::Result<()> {
         ],
     )?;
     let summary: serde_json::Value = serde_json::from_str(&run.stdout)?;
-    let n = summary["stored"].as_u64().unwrap_or(0);
-    // The import's own split: events stored, then the scoring tables built from them.
-    let events_secs = summary["events_secs"].as_f64().unwrap_or(run.secs);
-    let b = duckdb_load_baseline(cli, duckdb_load::Shape::Auto, None)?;
+    let baseline = duckdb_load_baseline(cli, duckdb_load::Shape::Auto, None)?;
+    Ok(ImportRound {
+        events: summary["stored"].as_u64().unwrap_or(0),
+        secs: run.secs,
+        events_secs: summary["events_secs"].as_f64().unwrap_or(run.secs),
+        tables_secs: summary["scoring_tables_secs"].as_f64().unwrap_or(0.0),
+        peak_mib: run.peak_mib,
+        disk: dir_bytes(&data),
+        baseline,
+    })
+}
+
+/// The median of `values` (the lower middle one for an even count).
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len().saturating_sub(1) / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn import(cli: &Cli, rounds: usize) -> anyhow::Result<()> {
+    let mut all = Vec::new();
+    for round in 1..=rounds.max(1) {
+        let r = import_round(cli)?;
+        let (n, b) = (r.events, &r.baseline);
+        let base = b.events as f64 / b.secs;
+        println!("| import, round {round} | {n} events | upmarket {:.0} ev/s ({:.1} s: events {:.1} s = {:.0} ev/s, scoring tables {:.1} s), peak {} MiB | DuckDB read_json {base:.0} ev/s ({:.1} s), peak {} MiB | ratio {:.2} (events alone {:.2}) | disk {:.0} B/event (DuckDB table {:.0} B/event) |", n as f64 / r.secs, r.secs, r.events_secs, n as f64 / r.events_secs, r.tables_secs, r.peak_mib, b.secs, b.peak_mib, r.ratio(), (n as f64 / r.events_secs) / base, r.disk as f64 / n.max(1) as f64, b.disk as f64 / b.events.max(1) as f64);
+        all.push(r);
+    }
     let same = duckdb_load_baseline(cli, duckdb_load::Shape::Upmarket, None)?;
-    let ours = n as f64 / run.secs;
-    let ours_events = n as f64 / events_secs;
-    let base = b.events as f64 / b.secs;
     let same_rate = same.events as f64 / same.secs;
-    println!("| import | {n} events | upmarket {ours:.0} ev/s ({:.1} s: events {events_secs:.1} s = {ours_events:.0} ev/s, scoring tables {:.1} s), peak {} MiB | DuckDB read_json {base:.0} ev/s ({:.1} s), peak {} MiB | ratio {:.2} (events alone {:.2}) | DuckDB read_json into upmarket's table {same_rate:.0} ev/s ({:.2} of read_json; upmarket {:.2} of it) | disk {:.0} B/event (DuckDB table {:.0} B/event) |", run.secs, summary["scoring_tables_secs"].as_f64().unwrap_or(0.0), run.peak_mib, b.secs, b.peak_mib, ours / base, ours_events / base, same_rate / base, ours / same_rate, dir_bytes(&data) as f64 / n.max(1) as f64, b.disk as f64 / b.events.max(1) as f64);
+    let last = all.last().map_or(f64::NAN, |r| r.baseline.events as f64 / r.baseline.secs);
+    let events_alone = |r: &ImportRound| {
+        (r.events as f64 / r.events_secs) / (r.baseline.events as f64 / r.baseline.secs)
+    };
+    println!("| import, median of {} rounds | ratio {:.2} (events alone {:.2}; scoring tables {:.1} s) | DuckDB read_json into upmarket's table {same_rate:.0} ev/s ({:.2} of the last round's read_json) |", all.len(), median(all.iter().map(ImportRound::ratio).collect()), median(all.iter().map(events_alone).collect()), median(all.iter().map(|r| r.tables_secs).collect()), same_rate / last);
     Ok(())
 }
 
@@ -412,7 +460,7 @@ fn main() -> anyhow::Result<()> {
     }
     match &cli.bench {
         Bench::IngestHttp { clients, batch } => ingest_http(&cli, *clients, *batch),
-        Bench::Import => import(&cli),
+        Bench::Import { rounds } => import(&cli, *rounds),
         Bench::Scoring {
             data_dir,
             model,
