@@ -427,7 +427,10 @@ fn import_round(cli: &Cli) -> anyhow::Result<ImportRound> {
 /// The median of `values` (the lower middle one for an even count).
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
-    values.get(values.len().saturating_sub(1) / 2).copied().unwrap_or(f64::NAN)
+    values
+        .get(values.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or(f64::NAN)
 }
 
 fn import(cli: &Cli, rounds: usize) -> anyhow::Result<()> {
@@ -441,7 +444,9 @@ fn import(cli: &Cli, rounds: usize) -> anyhow::Result<()> {
     }
     let same = duckdb_load_baseline(cli, duckdb_load::Shape::Upmarket, None)?;
     let same_rate = same.events as f64 / same.secs;
-    let last = all.last().map_or(f64::NAN, |r| r.baseline.events as f64 / r.baseline.secs);
+    let last = all
+        .last()
+        .map_or(f64::NAN, |r| r.baseline.events as f64 / r.baseline.secs);
     let events_alone = |r: &ImportRound| {
         (r.events as f64 / r.events_secs) / (r.baseline.events as f64 / r.baseline.secs)
     };
