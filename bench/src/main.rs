@@ -53,8 +53,8 @@ enum Bench {
     /// `upmarket import` vs DuckDB read_json.
     Import {
         /// Rounds, each an import and a `read_json` load one after the other: on a shared
-        /// machine one pair can differ by 20% from the next, so the row reports every round's
-        /// ratio and their median.
+        /// machine one pair's ratio differed from the next by up to 0.18 (session 12), so the
+        /// rows give every round's ratio and their median.
         #[arg(long, default_value_t = 1)]
         rounds: usize,
     },
@@ -191,6 +191,13 @@ struct Baseline {
     secs: f64,
     disk: u64,
     peak_mib: u64,
+}
+
+impl Baseline {
+    /// Events loaded per second.
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.secs
+    }
 }
 
 /// DuckDB's own load of the events (`load-json`, see [`duckdb_load`]) in its own process.
@@ -374,7 +381,7 @@ fn ingest_http(cli: &Cli, clients: usize, batch: usize) -> anyhow::Result<()> {
     let commit = clients * batch;
     let floor = duckdb_load_baseline(cli, duckdb_load::Shape::Upmarket, Some(commit))?;
     let ours = n_events as f64 / secs;
-    let base = b.events as f64 / b.secs;
+    let base = b.rate();
     let floor_rate = floor.events as f64 / floor.secs;
     println!("| ingest-http | {n_events} events, {clients} clients × {batch}/request | upmarket {ours:.0} ev/s ({secs:.1} s, {retries} × 429; all in DuckDB after {stored_secs:.1} s = {:.0} ev/s = {:.2} of read_json; stopped in {stop_secs:.1} s; server CPU {:.1} µs/event, clients' CPU {:.1} µs/event), server peak {} MiB | DuckDB read_json {base:.0} ev/s ({:.1} s), peak {} MiB | ratio {:.2} | DuckDB's own commits of {commit} events into upmarket's table {floor_rate:.0} ev/s ({:.2} of read_json; upmarket {:.2} of it) | disk {:.0} B/event (DuckDB table {:.0} B/event) |", n_events as f64 / stored_secs, n_events as f64 / stored_secs / base, server_cpu * 1e6 / n_events as f64, clients_cpu * 1e6 / n_events as f64, rss / 1024, b.secs, b.peak_mib, ours / base, floor_rate / base, ours / floor_rate, disk as f64 / n_events as f64, b.disk as f64 / b.events.max(1) as f64);
     Ok(())
@@ -393,8 +400,19 @@ struct ImportRound {
 }
 
 impl ImportRound {
+    /// Events per second over the whole import (scoring tables included).
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.secs
+    }
+    /// Events per second of the events part alone.
+    fn events_rate(&self) -> f64 {
+        self.events as f64 / self.events_secs
+    }
     fn ratio(&self) -> f64 {
-        (self.events as f64 / self.secs) / (self.baseline.events as f64 / self.baseline.secs)
+        self.rate() / self.baseline.rate()
+    }
+    fn events_ratio(&self) -> f64 {
+        self.events_rate() / self.baseline.rate()
     }
 }
 
@@ -438,19 +456,14 @@ fn import(cli: &Cli, rounds: usize) -> anyhow::Result<()> {
     for round in 1..=rounds.max(1) {
         let r = import_round(cli)?;
         let (n, b) = (r.events, &r.baseline);
-        let base = b.events as f64 / b.secs;
-        println!("| import, round {round} | {n} events | upmarket {:.0} ev/s ({:.1} s: events {:.1} s = {:.0} ev/s, scoring tables {:.1} s), peak {} MiB | DuckDB read_json {base:.0} ev/s ({:.1} s), peak {} MiB | ratio {:.2} (events alone {:.2}) | disk {:.0} B/event (DuckDB table {:.0} B/event) |", n as f64 / r.secs, r.secs, r.events_secs, n as f64 / r.events_secs, r.tables_secs, r.peak_mib, b.secs, b.peak_mib, r.ratio(), (n as f64 / r.events_secs) / base, r.disk as f64 / n.max(1) as f64, b.disk as f64 / b.events.max(1) as f64);
+        println!("| import, round {round} | {n} events | upmarket {:.0} ev/s ({:.1} s: events {:.1} s = {:.0} ev/s, scoring tables {:.1} s), peak {} MiB | DuckDB read_json {:.0} ev/s ({:.1} s), peak {} MiB | ratio {:.2} (events alone {:.2}) | disk {:.0} B/event (DuckDB table {:.0} B/event) |", r.rate(), r.secs, r.events_secs, r.events_rate(), r.tables_secs, r.peak_mib, b.rate(), b.secs, b.peak_mib, r.ratio(), r.events_ratio(), r.disk as f64 / n.max(1) as f64, b.disk as f64 / b.events.max(1) as f64);
         all.push(r);
     }
     let same = duckdb_load_baseline(cli, duckdb_load::Shape::Upmarket, None)?;
-    let same_rate = same.events as f64 / same.secs;
-    let last = all
-        .last()
-        .map_or(f64::NAN, |r| r.baseline.events as f64 / r.baseline.secs);
-    let events_alone = |r: &ImportRound| {
-        (r.events as f64 / r.events_secs) / (r.baseline.events as f64 / r.baseline.secs)
-    };
-    println!("| import, median of {} rounds | ratio {:.2} (events alone {:.2}; scoring tables {:.1} s) | DuckDB read_json into upmarket's table {same_rate:.0} ev/s ({:.2} of the last round's read_json) |", all.len(), median(all.iter().map(ImportRound::ratio).collect()), median(all.iter().map(events_alone).collect()), median(all.iter().map(|r| r.tables_secs).collect()), same_rate / last);
+    // Measured once, after the last round: compared with that round's pair.
+    let last = all.last().map_or(f64::NAN, |r| r.baseline.rate());
+    let median_of = |f: fn(&ImportRound) -> f64| median(all.iter().map(f).collect());
+    println!("| import, median of {} rounds | ratio {:.2} (events alone {:.2}; scoring tables {:.1} s) | DuckDB read_json into upmarket's table {:.0} ev/s ({:.2} of the last round's read_json; upmarket's median round {:.2} of it) |", all.len(), median_of(ImportRound::ratio), median_of(ImportRound::events_ratio), median_of(|r| r.tables_secs), same.rate(), same.rate() / last, median_of(ImportRound::rate) / same.rate());
     Ok(())
 }
 
