@@ -63,6 +63,9 @@ pub struct DuckDbStore {
     /// Further connections for appending several batches at once
     /// ([`Store::append_prepared_many`]); empty unless [`DuckDbStore::parallel_appends`] asked.
     lanes: Vec<Connection>,
+    /// The daily rollup of the events appended since [`Store::collect_derived`], computed as
+    /// they commit, written by [`Store::prepare_derived`].
+    collector: Option<crate::rollup_collect::Collector>,
 }
 
 pub(crate) fn ts(t: DateTime<Utc>) -> DbValue {
@@ -146,6 +149,7 @@ impl DuckDbStore {
         ))?;
         conn.execute_batch(crate::identity_write::STAGING)?;
         crate::event_rows::register(&conn)?;
+        crate::rollup_rows::register(&conn)?;
         conn.set_prepared_statement_cache_capacity(64);
         let next_seq: i64 =
             conn.query_row("SELECT coalesce(max(seq), 0) + 1 FROM events", [], |r| {
@@ -162,6 +166,7 @@ impl DuckDbStore {
             pending_through: 0,
             pending_since: None,
             lanes: Vec::new(),
+            collector: None,
         };
         store.set_free_mail_domains(free_mail)?;
         store.replay_identity()?;
@@ -374,6 +379,17 @@ impl DuckDbStore {
         statuses
     }
 
+    /// Puts the collector back after an append (None: its thread panicked, and the rollup is
+    /// left to SQL); a failed append abandons the collection, which counted its events.
+    fn collected(&mut self, collector: Option<crate::rollup_collect::Collector>, failed: bool) {
+        self.collector = collector.map(|mut c| {
+            if failed {
+                c.abandon("an append failed");
+            }
+            c
+        });
+    }
+
     /// Writes deferred identity facts once they have waited long enough.
     fn flush_when_due(&mut self) {
         // Only deferred facts wait (`pending_since` is set by `committed` when deferred).
@@ -388,6 +404,17 @@ impl DuckDbStore {
             }
         }
     }
+}
+
+/// `batches`' events added to `collector`, which is handed back.
+fn collect(
+    mut collector: crate::rollup_collect::Collector,
+    batches: &[Vec<Keyed>],
+) -> crate::rollup_collect::Collector {
+    for unique in batches {
+        collector.add(unique.iter().map(|(_, p)| &p.event));
+    }
+    collector
 }
 
 /// Claims the keys of `events` in `keys`: the events not stored yet, with their index.
@@ -437,8 +464,15 @@ impl Store for DuckDbStore {
         if unique.is_empty() {
             return Ok(vec![AppendStatus::Duplicate; events.len()]);
         }
-        self.store_unique(events.len(), &unique)
-            .inspect_err(|_| self.release(&unique))
+        // The collector (an import's) adds the events on another thread meanwhile.
+        let adding = self.collector.take();
+        let (stored, collector) = std::thread::scope(|scope| {
+            let adding = adding.map(|c| scope.spawn(|| collect(c, std::slice::from_ref(&unique))));
+            let stored = self.store_unique(events.len(), &unique);
+            (stored, adding.and_then(|h| h.join().ok()))
+        });
+        self.collected(collector, stored.is_err());
+        stored.inspect_err(|_| self.release(&unique))
     }
 
     fn append_prepared_many(
@@ -480,7 +514,10 @@ impl Store for DuckDbStore {
         // again below) and the result.
         let mut idle = std::mem::take(&mut self.lanes);
         let busy: Vec<Connection> = idle.drain(..claimed.len() - 1).collect();
-        let (first, others) = std::thread::scope(|scope| {
+        let adding = self.collector.take();
+        let (first, others, collector) = std::thread::scope(|scope| {
+            // The collector (an import's) adds the events on a thread of its own meanwhile.
+            let adding = adding.map(|c| scope.spawn(|| collect(c, &claimed)));
             let handles: Vec<_> = busy
                 .into_iter()
                 .zip(claimed.iter().zip(&first_seq).skip(1))
@@ -499,8 +536,10 @@ impl Store for DuckDbStore {
                     Err(_) => (None, Err(StoreError::Stopped)),
                 })
                 .collect();
-            (first, others)
+            (first, others, adding.and_then(|h| h.join().ok()))
         });
+        let failed = first.is_err() || others.iter().any(|(_, r)| r.is_err());
+        self.collected(collector, failed);
         let mut lanes: Vec<Option<Connection>> = vec![None];
         let mut outcomes = vec![first];
         for (lane, result) in others {
@@ -593,6 +632,20 @@ impl Store for DuckDbStore {
             keys.reserve(events);
         }
         Ok(())
+    }
+
+    fn collect_derived(&mut self, model: &Model) -> Result<(), StoreError> {
+        self.collector = crate::rollup_collect::Collector::new(model, self.next_seq - 1);
+        Ok(())
+    }
+
+    fn prepare_derived(&mut self, model: &Model) -> Result<crate::DerivedTables, StoreError> {
+        let rollup_collected = match self.collector.take() {
+            Some(collected) => collected.write(&self.conn, self.next_seq - 1)?,
+            None => false,
+        };
+        self.reader()?.prepare_derived(model)?;
+        Ok(crate::DerivedTables { rollup_collected })
     }
 
     fn use_all_cores(&mut self) -> Result<(), StoreError> {

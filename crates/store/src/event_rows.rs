@@ -13,9 +13,7 @@
 //! them under a fresh token, runs the statement, and takes them back (also when it fails)
 //! before it returns. DuckDB calls the function only while the statement runs.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 use duckdb::core::{DataChunkHandle, FlatVector, LogicalTypeHandle, LogicalTypeId};
@@ -23,6 +21,7 @@ use duckdb::vtab::{BindInfo, InitInfo, TableFunctionInfo, VTab};
 use duckdb::{ffi, Connection};
 use upmarket_core::Event;
 
+use crate::lend::{token_of, Loan, Shelf};
 use crate::prepared::PreparedEvent;
 use crate::StoreError;
 
@@ -43,7 +42,7 @@ pub(crate) fn insert<'a>(
     events: impl Iterator<Item = &'a PreparedEvent>,
     first_seq: i64,
 ) -> Result<(), StoreError> {
-    let lent = Lent::new(events, first_seq);
+    let lent = lend(events, first_seq);
     // Columns named, so the insert does not depend on the table's column order.
     let names: Vec<&str> = columns().iter().map(|(name, _)| *name).collect();
     conn.execute(
@@ -119,57 +118,26 @@ fn columns() -> [(&'static str, Column); 18] {
 }
 
 /// Events lent to the table function, by token.
-static LENT: Mutex<Option<HashMap<u64, Arc<Batch>>>> = Mutex::new(None);
-static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+static LENT: Shelf<Batch> = Shelf::new();
 
-/// The lent events: pointers to events the lender keeps alive (see [`Lent`]).
+/// The lent events: pointers to events the lender keeps alive (see [`lend`]).
 struct Batch {
     events: Vec<*const PreparedEvent>,
     first_seq: i64,
 }
 
-// SAFETY: the pointers are only read, from any thread, while their `Lent` guard (which borrows
+// SAFETY: the pointers are only read, from any thread, while their `Loan` guard (which borrows
 // the events) is alive; `PreparedEvent` is `Sync`.
 unsafe impl Send for Batch {}
 // SAFETY: as for `Send`: shared access only reads.
 unsafe impl Sync for Batch {}
 
-/// The events of one statement, registered under `token` until dropped. Borrowing the events
-/// for its whole life keeps every pointer in the registry valid.
-struct Lent<'a> {
-    token: u64,
-    _events: std::marker::PhantomData<&'a PreparedEvent>,
-}
-
-impl<'a> Lent<'a> {
-    fn new(events: impl Iterator<Item = &'a PreparedEvent>, first_seq: i64) -> Self {
-        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
-        let batch = Batch {
-            events: events.map(|p| p as *const PreparedEvent).collect(),
-            first_seq,
-        };
-        registry()
-            .get_or_insert_with(HashMap::new)
-            .insert(token, Arc::new(batch));
-        Lent {
-            token,
-            _events: std::marker::PhantomData,
-        }
-    }
-}
-
-impl Drop for Lent<'_> {
-    fn drop(&mut self) {
-        if let Some(map) = registry().as_mut() {
-            map.remove(&self.token);
-        }
-    }
-}
-
-fn registry() -> std::sync::MutexGuard<'static, Option<HashMap<u64, Arc<Batch>>>> {
-    // A panic while the lock was held cannot leave the map inconsistent (single inserts and
-    // removals): keep using it.
-    LENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Lends the events of one statement, numbered from `first_seq`, until the guard is dropped.
+fn lend<'a>(events: impl Iterator<Item = &'a PreparedEvent>, first_seq: i64) -> Loan<'a, Batch> {
+    LENT.lend(Batch {
+        events: events.map(|p| p as *const PreparedEvent).collect(),
+        first_seq,
+    })
 }
 
 struct EventRows;
@@ -190,8 +158,7 @@ impl VTab for EventRows {
         for (name, column) in columns() {
             bind.add_result_column(name, column.logical_type());
         }
-        let token = bind.get_parameter(0).to_int64();
-        let token = u64::try_from(token).map_err(|_| format!("{FUNCTION}: bad token {token}"))?;
+        let token = token_of(bind.get_parameter(0).to_int64(), FUNCTION)?;
         Ok(Bound { token })
     }
 
@@ -207,9 +174,8 @@ impl VTab for EventRows {
     ) -> Result<(), Box<dyn std::error::Error>> {
         let token = func.get_bind_data().token;
         // The lock is held only to find the batch: import lanes fill their chunks at once.
-        let batch = registry()
-            .as_ref()
-            .and_then(|m| m.get(&token).cloned())
+        let batch = LENT
+            .get(token)
             .ok_or_else(|| format!("{FUNCTION}: no events lent under {token}"))?;
         let capacity = output.flat_vector(0).capacity();
         // Claimed with one atomic step: each chunk of rows goes out once, whichever thread
@@ -295,7 +261,7 @@ fn fill<'e>(
 /// # Safety
 /// `v`'s DuckDB type must store its values as `T`s, `raw` must be `v`'s vector, and `n` must
 /// not exceed its capacity.
-unsafe fn fill_nullable<T: Copy>(
+pub(crate) unsafe fn fill_nullable<T: Copy>(
     v: &mut FlatVector,
     raw: ffi::duckdb_vector,
     n: usize,
@@ -327,7 +293,7 @@ unsafe fn fill_nullable<T: Copy>(
 }
 
 /// The empty string, in the slots of NULL texts.
-const EMPTY: ffi::duckdb_string_t = ffi::duckdb_string_t {
+pub(crate) const EMPTY: ffi::duckdb_string_t = ffi::duckdb_string_t {
     value: ffi::duckdb_string_t__bindgen_ty_1 {
         inlined: ffi::duckdb_string_t__bindgen_ty_1__bindgen_ty_2 {
             length: 0,
@@ -338,8 +304,8 @@ const EMPTY: ffi::duckdb_string_t = ffi::duckdb_string_t {
 
 /// A text longer than DuckDB's strings can be (4 GiB).
 #[derive(Debug, thiserror::Error)]
-#[error("{FUNCTION}: a text of {0} bytes is longer than DuckDB can store")]
-struct TooLong(usize);
+#[error("a text of {0} bytes is longer than DuckDB can store")]
+pub(crate) struct TooLong(pub usize);
 
 /// DuckDB's `string_t` for `s`, pointing at `s` itself instead of a copy (None past 4 GiB,
 /// DuckDB's limit, which no event reaches: events are limited to kilobytes).
@@ -349,11 +315,11 @@ struct TooLong(usize);
 /// check was 6% of the server's CPU samples under load (`Utf8Proc::Analyze`), the copy part of
 /// the 8% in `memmove`.
 /// The borrowed text outlives every use DuckDB makes of it: the events are lent for the whole
-/// statement ([`Lent`]), and DuckDB copies strings into its storage when it appends them.
+/// statement ([`lend`]), and DuckDB copies strings into its storage when it appends them.
 ///
 /// The layout is DuckDB's: up to 12 bytes inlined after the length and zero-padded (DuckDB
 /// compares inlined strings as bytes), longer ones as length, a 4-byte prefix and a pointer.
-fn string_t(s: &str) -> Option<ffi::duckdb_string_t> {
+pub(crate) fn string_t(s: &str) -> Option<ffi::duckdb_string_t> {
     const INLINE: usize = 12;
     let length = u32::try_from(s.len()).ok()?;
     let value = if s.len() <= INLINE {
@@ -545,7 +511,7 @@ mod tests {
             })
             .collect();
         // Straight from the function's vectors (DuckDB compares an inlined string's padding too).
-        let lent = Lent::new(events.iter(), 1);
+        let lent = lend(events.iter(), 1);
         for name in names {
             let n: i64 = conn
                 .query_row(
@@ -592,9 +558,9 @@ mod tests {
 
     #[test]
     fn lent_events_are_taken_back_also_when_the_statement_fails() {
-        let held = |token| registry().as_ref().is_some_and(|m| m.contains_key(&token));
+        let held = |token| LENT.holds(token);
         let e = prepared(r#"{"type":"track","event":"x","userId":"u1"}"#, 7);
-        let lent = Lent::new(std::iter::once(&e), 1);
+        let lent = lend(std::iter::once(&e), 1);
         let token = lent.token;
         assert!(held(token));
         drop(lent);
@@ -605,8 +571,6 @@ mod tests {
         register(&conn).unwrap();
         assert!(insert(&conn, std::iter::once(&e), 1).is_err());
         let ours = &e as *const PreparedEvent;
-        assert!(!registry()
-            .as_ref()
-            .is_some_and(|m| m.values().any(|b| b.events.contains(&ours))));
+        assert!(!LENT.any(|b| b.events.contains(&ours)));
     }
 }

@@ -25,8 +25,11 @@ mod few;
 mod identity_batch;
 mod identity_write;
 pub mod journal;
+mod lend;
 mod prepared;
 mod rollup;
+mod rollup_collect;
+mod rollup_rows;
 pub mod schema;
 pub mod scores;
 pub mod scoring;
@@ -103,6 +106,14 @@ pub fn clock_for(latest: Option<NaiveDateTime>, now: NaiveDateTime) -> NaiveDate
     }
 }
 
+/// What [`Store::prepare_derived`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DerivedTables {
+    /// Whether the daily rollup was computed from the events as they were appended (else it
+    /// was built or extended from the stored events).
+    pub rollup_collected: bool,
+}
+
 /// Storage for events and identity. The embedded default is [`DuckDbStore`]; a ClickHouse
 /// backend will implement the same trait.
 ///
@@ -165,6 +176,22 @@ pub trait Store: Send {
     /// when the store is empty; into a store holding events, they may be re-sent duplicates).
     fn expect_events(&mut self, _events: usize) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// Tells the store that many events are about to be appended (an import), so that it may
+    /// compute `model`'s scoring tables from them as they commit instead of reading them back
+    /// afterwards (DuckDB: the daily rollup, [`Store::prepare_derived`] writes it). Only a
+    /// hint: whatever the store could not compute that way, `prepare_derived` builds as usual.
+    fn collect_derived(&mut self, _model: &Model) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Brings `model`'s scoring tables (the daily rollup, the account rows) up to date with
+    /// the stored events: what [`Store::collect_derived`] collected is written, the rest built
+    /// from the events ([`StoreSession::prepare_derived`]).
+    fn prepare_derived(&mut self, model: &Model) -> Result<DerivedTables, StoreError> {
+        self.reader()?.prepare_derived(model)?;
+        Ok(DerivedTables::default())
     }
 
     /// Lets the store's own work use every core from now on (an import that has parsed its

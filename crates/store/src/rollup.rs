@@ -24,9 +24,10 @@ use std::collections::HashMap;
 
 use chrono::{NaiveDateTime, NaiveTime};
 use duckdb::{params, Connection, OptionalExt};
-use upmarket_core::model::{Model, SignalKind, SignalValue, VelocityMetric};
+use upmarket_core::model::{EventSelector, Model, SignalKind, SignalValue, VelocityMetric};
 
 use crate::attribution::{attribution_with, IdentityRelations};
+pub(crate) use crate::rollup_collect::{Cond, Eval};
 use crate::scoring::{
     account_column, event_filter_sql, fill_numeric, selector_sql, timestamp_literal, two_level,
 };
@@ -41,10 +42,21 @@ pub const EXTEND_AFTER_EVENTS: i64 = 100_000;
 pub(crate) struct DayColumn {
     /// The per-person column name (the same as the raw path's, so account expressions apply).
     pub person: String,
-    /// Partial column name and its aggregate over one day's events (None: row presence).
-    pub partial: Option<(String, String)>,
+    /// The per-day partial aggregate (None: row presence).
+    pub partial: Option<Partial>,
     /// The per-person aggregate over partial rows.
     pub combine: String,
+}
+
+/// One per-day partial aggregate of a rollup row.
+pub(crate) struct Partial {
+    /// Column name.
+    pub name: String,
+    /// Its aggregate over one day's events, in SQL (over events with their `path`).
+    pub sql: String,
+    /// The same aggregate as [`crate::rollup_collect`] computes it while events are
+    /// imported; None when only SQL computes it (property filters, more than 62 features).
+    pub eval: Option<Eval>,
 }
 
 /// The day-level decomposition of numeric signal `i`, or None for traits and recency.
@@ -52,15 +64,30 @@ pub(crate) fn day_columns(i: usize, kind: &SignalKind) -> Option<Vec<DayColumn>>
     let col = |k: &str| format!("s{i}_{k}");
     let part = |k: &str| format!("p{i}_{k}");
     // Per-day partial counting events that match `cond`; per person, the sum over the window.
-    let counted = |k: &str, cond: &str, window: &str| DayColumn {
+    let partial = |k: &str, sql: String, eval: Option<Eval>| {
+        Some(Partial {
+            name: part(k),
+            sql,
+            eval,
+        })
+    };
+    let counted = |k: &str, cond: &str, eval: Option<Cond>, window: &str| DayColumn {
         person: col(k),
-        partial: Some((part(k), format!("count(*) FILTER (WHERE {cond})"))),
+        partial: partial(
+            k,
+            format!("count(*) FILTER (WHERE {cond})"),
+            eval.map(Eval::Count),
+        ),
         combine: format!("sum({}) FILTER (WHERE {window})", part(k)),
     };
     // Per-day flag: did the person do it that day; per person, on any day of the window.
-    let flagged = |k: &str, cond: &str, window: &str| DayColumn {
+    let flagged = |k: &str, sel: &EventSelector, window: &str| DayColumn {
         person: col(k),
-        partial: Some((part(k), format!("bool_or({cond})"))),
+        partial: partial(
+            k,
+            format!("bool_or({})", selector_sql(sel)),
+            Some(Eval::Flag(Cond::Select(sel.clone()))),
+        ),
         combine: format!("bool_or({} AND {window})", part(k)),
     };
     // Any event at all that day (every rollup row has one).
@@ -84,12 +111,19 @@ pub(crate) fn day_columns(i: usize, kind: &SignalKind) -> Option<Vec<DayColumn>>
         } => {
             let mut cond = vec![selector_sql(select)];
             cond.extend(event_filter_sql(filters));
-            vec![counted("n", &cond.join(" AND "), &within(*window_days))]
+            // Property filters read the event's JSON: SQL only.
+            let eval = filters.is_empty().then(|| Cond::Select(select.clone()));
+            vec![counted(
+                "n",
+                &cond.join(" AND "),
+                eval,
+                &within(*window_days),
+            )]
         }
         SignalKind::DistinctUsers {
             window_days,
             select,
-        } => vec![flagged("a", &selector_sql(select), &within(*window_days))],
+        } => vec![flagged("a", select, &within(*window_days))],
         SignalKind::Velocity {
             metric,
             recent_days,
@@ -99,7 +133,7 @@ pub(crate) fn day_columns(i: usize, kind: &SignalKind) -> Option<Vec<DayColumn>>
             let base = format!("d >= {recent_days} AND d < {}", recent_days + baseline_days);
             match metric {
                 VelocityMetric::Events => vec![
-                    counted("r", "TRUE", &recent),
+                    counted("r", "TRUE", Some(Cond::Always), &recent),
                     DayColumn {
                         person: col("b"),
                         partial: None,
@@ -109,7 +143,7 @@ pub(crate) fn day_columns(i: usize, kind: &SignalKind) -> Option<Vec<DayColumn>>
                 VelocityMetric::Selected(sel) => {
                     let s = selector_sql(sel);
                     vec![
-                        counted("r", &s, &recent),
+                        counted("r", &s, Some(Cond::Select(sel.clone())), &recent),
                         DayColumn {
                             person: col("b"),
                             partial: None,
@@ -136,24 +170,26 @@ pub(crate) fn day_columns(i: usize, kind: &SignalKind) -> Option<Vec<DayColumn>>
                     .join(" ");
                 vec![DayColumn {
                     person: col("f"),
-                    partial: Some((
-                        part("f"),
+                    partial: partial(
+                        "f",
                         format!(
                             "bit_or(CASE event {mask} ELSE 0 END) FILTER (WHERE type = 'track')"
                         ),
-                    )),
+                        Some(Eval::Mask(features.clone())),
+                    ),
                     combine: format!("bit_or({}) FILTER (WHERE {window})", part("f")),
                 }]
             } else {
                 vec![DayColumn {
                     person: col("f"),
-                    partial: Some((
-                        part("f"),
+                    partial: partial(
+                        "f",
                         format!(
                             "list(DISTINCT event) FILTER (WHERE type = 'track' AND event IN ({}))",
                             crate::scoring::in_list(features)
                         ),
-                    )),
+                        None,
+                    ),
                     combine: format!(
                         "flatten(list({p}) FILTER (WHERE {window} AND {p} IS NOT NULL))",
                         p = part("f")
@@ -168,13 +204,18 @@ pub(crate) fn day_columns(i: usize, kind: &SignalKind) -> Option<Vec<DayColumn>>
             enterprise,
         } => vec![DayColumn {
             person: col("t"),
-            partial: Some((
-                part("t"),
+            partial: partial(
+                "t",
                 format!(
                     "max({}) FILTER (WHERE type = 'track')",
                     crate::scoring::tier_sql(core, advanced, enterprise)
                 ),
-            )),
+                Some(Eval::Tier {
+                    core: core.clone(),
+                    advanced: advanced.clone(),
+                    enterprise: enterprise.clone(),
+                }),
+            ),
             combine: format!("max({}) FILTER (WHERE {})", part("t"), within(*window_days)),
         }],
         SignalKind::Trait { .. } | SignalKind::Recency => return None,
@@ -197,7 +238,7 @@ fn partials(columns: &[(usize, Vec<DayColumn>)], item: impl Fn(&str, &str) -> St
         .iter()
         .flat_map(|(_, cols)| cols.iter())
         .filter_map(|c| c.partial.as_ref())
-        .map(|(name, agg)| item(name, agg))
+        .map(|p| item(&p.name, &p.sql))
         .collect()
 }
 
@@ -237,7 +278,7 @@ fn stored_columns(columns: &[(usize, Vec<DayColumn>)]) -> String {
 }
 
 /// The rollup table for this model's partials.
-fn table_name(columns: &[(usize, Vec<DayColumn>)]) -> String {
+pub(crate) fn table_name(columns: &[(usize, Vec<DayColumn>)]) -> String {
     let h = xxhash_rust::xxh3::xxh3_64(stored_columns(columns).as_bytes());
     format!("rollup_{h:016x}")
 }
@@ -252,15 +293,10 @@ pub(crate) fn is_midnight(t: NaiveDateTime) -> bool {
 /// connection extending at the same moment) leaves the rollup as it was: scoring then reads
 /// more raw events, never wrong ones.
 pub(crate) fn current(conn: &Connection, model: &Model) -> Result<Option<Rollup>, StoreError> {
-    let columns = model_day_columns(model);
-    if columns.is_empty() {
+    let Some((table, known)) = lookup(conn, model)? else {
         return Ok(None);
-    }
-    let table = table_name(&columns);
-    let known: Option<i64> = conn
-        .prepare_cached("SELECT through_seq FROM rollups WHERE name = ?")?
-        .query_row(params![table], |r| r.get(0))
-        .optional()?;
+    };
+    let columns = model_day_columns(model);
     let newest: i64 =
         conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?;
     let rollup = Rollup {
@@ -303,28 +339,63 @@ fn extend(
         "group_id IS NOT NULL AND seq > {} AND seq <= {newest}",
         old.through_seq
     );
-    let rows = format!(
-        "SELECT CAST(timestamp AS DATE) AS day, group_id, user_id, anonymous_id{}
-         FROM ({}) GROUP BY ALL ORDER BY day, group_id",
-        stored_columns(columns),
-        events_with_path(&filter)
-    );
+    let rows = rows_sql(columns, &filter);
     conn.execute_batch("BEGIN TRANSACTION")?;
     if exists {
         conn.execute_batch(&format!("INSERT INTO {} {rows}", old.table))?;
     } else {
-        drop_stale(conn, "rollups", &[])?;
-        conn.execute_batch(&format!("CREATE OR REPLACE TABLE {} AS {rows}", old.table))?;
+        create(conn, &old.table, &rows)?;
     }
-    conn.execute(
-        "INSERT OR REPLACE INTO rollups (name, through_seq, extended_at) VALUES (?, ?, current_timestamp)",
-        params![old.table, newest],
-    )?;
+    register(conn, &old.table, newest)?;
     conn.execute_batch("COMMIT")?;
     Ok(Rollup {
         table: old.table.clone(),
         through_seq: newest,
     })
+}
+
+/// The rollup rows of the events matching `filter`, sorted by day and group.
+pub(crate) fn rows_sql(columns: &[(usize, Vec<DayColumn>)], filter: &str) -> String {
+    format!(
+        "SELECT CAST(timestamp AS DATE) AS day, group_id, user_id, anonymous_id{}
+         FROM ({}) GROUP BY ALL ORDER BY day, group_id",
+        stored_columns(columns),
+        events_with_path(filter)
+    )
+}
+
+/// Creates rollup `table` holding `rows` (stale rollups of other definitions dropped first).
+pub(crate) fn create(conn: &Connection, table: &str, rows: &str) -> Result<(), StoreError> {
+    drop_stale(conn, "rollups", &[])?;
+    conn.execute_batch(&format!("CREATE OR REPLACE TABLE {table} AS {rows}"))?;
+    Ok(())
+}
+
+/// Records that rollup `table` covers the grouped events with `seq <= through_seq`.
+pub(crate) fn register(conn: &Connection, table: &str, through_seq: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR REPLACE INTO rollups (name, through_seq, extended_at) VALUES (?, ?, current_timestamp)",
+        params![table, through_seq],
+    )?;
+    Ok(())
+}
+
+/// The model's rollup table and what it covers (None: it does not exist), without creating
+/// or extending it. None when the model has no numeric signal.
+pub(crate) fn lookup(
+    conn: &Connection,
+    model: &Model,
+) -> Result<Option<(String, Option<i64>)>, StoreError> {
+    let columns = model_day_columns(model);
+    if columns.is_empty() {
+        return Ok(None);
+    }
+    let table = table_name(&columns);
+    let known: Option<i64> = conn
+        .prepare_cached("SELECT through_seq FROM rollups WHERE name = ?")?
+        .query_row(params![table], |r| r.get(0))
+        .optional()?;
+    Ok(Some((table, known)))
 }
 
 /// Derived tables (daily rollups, account rows) not extended for this many days are dropped
