@@ -697,7 +697,7 @@ fn on_all_cores<T>(
 
 /// DuckDB's thread count for the whole database (at least one).
 /// The machine's cores.
-fn all_cores() -> usize {
+pub(crate) fn all_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 

@@ -13,15 +13,13 @@
 //! them under a fresh token, runs the statement, and takes them back (also when it fails)
 //! before it returns. DuckDB calls the function only while the statement runs.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use chrono::{DateTime, Utc};
 use duckdb::core::{DataChunkHandle, FlatVector, LogicalTypeHandle, LogicalTypeId};
 use duckdb::vtab::{BindInfo, InitInfo, TableFunctionInfo, VTab};
 use duckdb::{ffi, Connection};
 use upmarket_core::Event;
 
-use crate::lend::{token_of, Loan, Shelf};
+use crate::lend::{token_parameter, Bound, Loan, Progress, Shelf};
 use crate::prepared::PreparedEvent;
 use crate::StoreError;
 
@@ -142,14 +140,6 @@ fn lend<'a>(events: impl Iterator<Item = &'a PreparedEvent>, first_seq: i64) -> 
 
 struct EventRows;
 
-struct Bound {
-    token: u64,
-}
-
-struct Progress {
-    next: AtomicUsize,
-}
-
 impl VTab for EventRows {
     type InitData = Progress;
     type BindData = Bound;
@@ -158,43 +148,32 @@ impl VTab for EventRows {
         for (name, column) in columns() {
             bind.add_result_column(name, column.logical_type());
         }
-        let token = token_of(bind.get_parameter(0).to_int64(), FUNCTION)?;
-        Ok(Bound { token })
+        Ok(Bound::new(bind, FUNCTION)?)
     }
 
     fn init(_: &InitInfo) -> Result<Self::InitData, Box<dyn std::error::Error>> {
-        Ok(Progress {
-            next: AtomicUsize::new(0),
-        })
+        Ok(Progress::new())
     }
 
     fn func(
         func: &TableFunctionInfo<Self>,
         output: &mut DataChunkHandle,
     ) -> Result<(), Box<dyn std::error::Error>> {
-        let token = func.get_bind_data().token;
         // The lock is held only to find the batch: import lanes fill their chunks at once.
-        let batch = LENT
-            .get(token)
-            .ok_or_else(|| format!("{FUNCTION}: no events lent under {token}"))?;
+        let batch = LENT.lent(func.get_bind_data().token, FUNCTION)?;
         let capacity = output.flat_vector(0).capacity();
-        // Claimed with one atomic step: each chunk of rows goes out once, whichever thread
-        // DuckDB calls from.
-        let start = func
-            .get_init_data()
-            .next
-            .fetch_add(capacity, Ordering::Relaxed);
-        let end = batch.events.len().min(start.saturating_add(capacity));
-        let rows = batch.events.get(start..end).unwrap_or_default();
+        let claimed = func.get_init_data().claim(batch.events.len(), capacity);
+        let first_seq = batch.first_seq + claimed.start as i64;
+        let rows = &batch.events[claimed];
         // SAFETY: see `Batch`: the lender's guard is alive while the statement runs.
         let event = |i: usize| unsafe { &*rows[i] };
-        fill(output, rows.len(), batch.first_seq + start as i64, event)?;
+        fill(output, rows.len(), first_seq, event)?;
         output.set_len(rows.len());
         Ok(())
     }
 
     fn parameters() -> Option<Vec<LogicalTypeHandle>> {
-        Some(vec![LogicalTypeHandle::from(LogicalTypeId::Bigint)])
+        token_parameter()
     }
 }
 

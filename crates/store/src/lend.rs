@@ -51,6 +51,12 @@ impl<T> Shelf<T> {
         self.map().as_ref().and_then(|m| m.get(&token).cloned())
     }
 
+    /// The value lent under `token`, or the error a table function reports.
+    pub(crate) fn lent(&self, token: u64, function: &str) -> Result<Arc<T>, String> {
+        self.get(token)
+            .ok_or_else(|| format!("{function}: nothing lent under {token}"))
+    }
+
     /// Whether something is lent under `token` (tests).
     #[cfg(test)]
     pub(crate) fn holds(&self, token: u64) -> bool {
@@ -81,7 +87,43 @@ impl<T: 'static> Drop for Loan<'_, T> {
     }
 }
 
-/// A statement's token as the table function receives it (its BIGINT parameter).
-pub(crate) fn token_of(param: i64, function: &str) -> Result<u64, String> {
-    u64::try_from(param).map_err(|_| format!("{function}: bad token {param}"))
+/// The token a table function was bound with (its bind data), read from its one BIGINT
+/// parameter ([`token_parameter`]).
+pub(crate) struct Bound {
+    pub token: u64,
+}
+
+impl Bound {
+    pub(crate) fn new(bind: &duckdb::vtab::BindInfo, function: &str) -> Result<Bound, String> {
+        let param = bind.get_parameter(0).to_int64();
+        let token = u64::try_from(param).map_err(|_| format!("{function}: bad token {param}"))?;
+        Ok(Bound { token })
+    }
+}
+
+/// A table function's parameters: the token.
+pub(crate) fn token_parameter() -> Option<Vec<duckdb::core::LogicalTypeHandle>> {
+    Some(vec![duckdb::core::LogicalTypeHandle::from(
+        duckdb::core::LogicalTypeId::Bigint,
+    )])
+}
+
+/// How far a statement's rows have been handed out (a table function's init data).
+pub(crate) struct Progress {
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Progress {
+    pub(crate) fn new() -> Progress {
+        Progress {
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// The next rows, at most `capacity` of `len`, claimed with one atomic step: each chunk
+    /// goes out once, whichever thread DuckDB calls from. Empty once all went out.
+    pub(crate) fn claim(&self, len: usize, capacity: usize) -> std::ops::Range<usize> {
+        let start = self.next.fetch_add(capacity, Ordering::Relaxed).min(len);
+        start..len.min(start.saturating_add(capacity))
+    }
 }

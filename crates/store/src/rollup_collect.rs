@@ -10,7 +10,8 @@
 //! - a model with a partial that has no [`Eval`] (property filters, more than 62 features)
 //!   collects nothing;
 //! - a page or screen view whose `properties.path` is neither text nor null, or whose
-//!   properties do not parse into one `path` (a duplicate key), stops the collection;
+//!   properties do not parse into one `path` (a duplicate key), stops the collection, and so
+//!   do more than [`MAX_ROWS`] rows (memory: DuckDB's aggregation can spill to disk);
 //! - the rows are written only if they cover exactly the events appended since collection
 //!   began and those follow the rollup as it was (an empty store, or a rollup that covered
 //!   every stored event). A failed batch, a duplicate or a store filled past a stale rollup
@@ -192,6 +193,10 @@ fn property_path(properties: Option<&str>) -> Result<Option<Cow<'_, str>>, Strin
         .map_err(|e| format!("a page view's properties.path: {e}"))
 }
 
+/// At most this many rows are collected (~110 bytes each with their key and index: ~1 GB); an
+/// import with more (a year of ~40M events or more) leaves the rollup to SQL.
+const MAX_ROWS: usize = 10_000_000;
+
 /// A rollup row's key: day (days since 1970-01-01), then the interned group, user and
 /// anonymous ids (0: NULL).
 pub(crate) type Key = (i32, u32, u32, u32);
@@ -216,6 +221,10 @@ pub(crate) struct Collector {
     last_ts: Vec<i64>,
     /// `evals.len()` values per row.
     values: Vec<i64>,
+    /// Time spent adding events (reported when written).
+    busy: std::time::Duration,
+    /// The last event's key and row.
+    previous: Option<(Key, u32)>,
     /// The contributions of a track event, by name (few distinct names).
     track: HashMap<Box<str>, Box<[i64]>, ahash::RandomState>,
     /// The contributions of an identify, group or alias call.
@@ -251,6 +260,8 @@ impl Collector {
             keys: Vec::new(),
             last_ts: Vec::new(),
             values: Vec::new(),
+            previous: None,
+            busy: std::time::Duration::ZERO,
             track: HashMap::default(),
             other,
             scratch: Vec::new(),
@@ -265,6 +276,7 @@ impl Collector {
     /// Adds events being committed (numbered after the ones before; the caller checks nothing
     /// else was appended, see [`Collector::write`]).
     pub(crate) fn add<'a>(&mut self, events: impl Iterator<Item = &'a Event>) {
+        let started = std::time::Instant::now();
         for e in events {
             self.events += 1;
             if self.broken.is_some() {
@@ -272,8 +284,21 @@ impl Collector {
             }
             if let Err(why) = self.add_one(e) {
                 self.broken = Some(why);
+                self.release();
             }
         }
+        self.busy += started.elapsed();
+    }
+
+    /// Frees what was collected (the collection is broken: SQL builds the rollup).
+    fn release(&mut self) {
+        self.ids = HashMap::default();
+        self.names = Vec::new();
+        self.rows = HashMap::default();
+        self.keys = Vec::new();
+        self.last_ts = Vec::new();
+        self.values = Vec::new();
+        self.previous = None;
     }
 
     fn intern(&mut self, id: Option<&str>) -> u32 {
@@ -295,17 +320,39 @@ impl Collector {
         let micros = e.timestamp.timestamp_micros();
         let day = i32::try_from(micros.div_euclid(86_400_000_000))
             .map_err(|_| "a timestamp out of DATE's range".to_string())?;
-        let key = (
-            day,
-            self.intern(Some(group)),
-            self.intern(e.user_id.as_deref()),
-            self.intern(e.anonymous_id.as_deref()),
-        );
         let width = self.evals.len();
-        let row = match self.rows.get(&key) {
-            Some(&row) => row as usize,
+        // Events come in runs of one person's (a session, a sync): the previous event's row
+        // when its ids and day are this one's (three comparisons instead of four hash
+        // lookups, most of them cache misses in tables of millions).
+        let same = self.previous.filter(|&(k, _)| {
+            let id = |n: u32| (n != 0).then(|| &*self.names[n as usize]);
+            k.0 == day
+                && id(k.1) == Some(group)
+                && id(k.2) == e.user_id.as_deref()
+                && id(k.3) == e.anonymous_id.as_deref()
+        });
+        let key = match same {
+            Some((k, _)) => k,
+            None => (
+                day,
+                self.intern(Some(group)),
+                self.intern(e.user_id.as_deref()),
+                self.intern(e.anonymous_id.as_deref()),
+            ),
+        };
+        let found = match same {
+            Some((_, row)) => Some(row),
+            None => self.rows.get(&key).copied(),
+        };
+        let row = match found {
+            Some(row) => row as usize,
             None => {
                 let row = self.keys.len();
+                if row >= MAX_ROWS {
+                    return Err(format!(
+                        "more than {MAX_ROWS} rollup rows: aggregated by DuckDB, which can spill to disk"
+                    ));
+                }
                 self.rows.insert(key, row as u32);
                 self.keys.push(key);
                 self.last_ts.push(micros);
@@ -313,6 +360,7 @@ impl Collector {
                 row
             }
         };
+        self.previous = Some((key, row as u32));
         self.last_ts[row] = self.last_ts[row].max(micros);
         let contributions: &[i64] = match e.kind {
             EventKind::Track => {
@@ -422,6 +470,8 @@ impl Collector {
         }
         tracing::debug!(
             rows = self.keys.len(),
+            events = self.events,
+            adding_ms = self.busy.as_secs_f64() * 1e3,
             ms = started.elapsed().as_secs_f64() * 1e3,
             "collected rollup written"
         );
@@ -483,5 +533,88 @@ impl Collector {
     /// For each partial, whether it is a BOOLEAN (else a BIGINT).
     pub(crate) fn flags(&self) -> impl Iterator<Item = bool> + '_ {
         self.evals.iter().map(|e| matches!(e, Eval::Flag(_)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn selector(events: &[&str], pages: &[&str]) -> Cond {
+        Cond::Select(EventSelector {
+            events: events.iter().map(|s| s.to_string()).collect(),
+            pages: pages.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    #[test]
+    fn conditions_are_three_valued_as_in_sql() {
+        let both = selector(&["Report Created"], &["/pricing"]);
+        assert_eq!(both.test(Class::Track(Some("Report Created"))), Some(true));
+        assert_eq!(both.test(Class::Track(Some("Other"))), Some(false));
+        assert_eq!(both.test(Class::Page(Some("/pricing/team"))), Some(true));
+        assert_eq!(both.test(Class::Page(Some("/home"))), Some(false));
+        // starts_with(NULL, …) is NULL, and NULL OR FALSE is NULL.
+        assert_eq!(both.test(Class::Page(None)), None);
+        assert_eq!(both.test(Class::Other), Some(false));
+        assert_eq!(selector(&[], &[]).test(Class::Page(None)), Some(false));
+        assert_eq!(selector(&["x"], &[]).test(Class::Page(None)), Some(false));
+        assert_eq!(Cond::Always.test(Class::Other), Some(true));
+    }
+
+    #[test]
+    fn partials_fold_as_their_aggregates() {
+        let flag = Eval::Flag(selector(&[], &["/legal"]));
+        let mut acc = flag.initial();
+        flag.fold(&mut acc, flag.contribution(Class::Page(None)));
+        assert_eq!(acc, NULL, "bool_or over NULLs only is NULL");
+        flag.fold(&mut acc, flag.contribution(Class::Other));
+        assert_eq!(acc, 0);
+        flag.fold(
+            &mut acc,
+            flag.contribution(Class::Page(Some("/legal/terms"))),
+        );
+        assert_eq!(acc, 1);
+        let mask = Eval::Mask(vec!["a".into(), "b".into(), "a".into()]);
+        let mut acc = mask.initial();
+        mask.fold(&mut acc, mask.contribution(Class::Other));
+        assert_eq!(acc, NULL, "no track event: NULL");
+        mask.fold(&mut acc, mask.contribution(Class::Track(Some("zzz"))));
+        assert_eq!(acc, 0);
+        mask.fold(&mut acc, mask.contribution(Class::Track(Some("a"))));
+        mask.fold(&mut acc, mask.contribution(Class::Track(Some("b"))));
+        assert_eq!(acc, 0b11, "a name listed twice takes its first bit (CASE)");
+        let tier = Eval::Tier {
+            core: vec!["x".into()],
+            advanced: vec![],
+            enterprise: vec!["x".into(), "y".into()],
+        };
+        let mut acc = tier.initial();
+        tier.fold(&mut acc, tier.contribution(Class::Track(Some("x"))));
+        assert_eq!(acc, 3, "enterprise is tested first");
+        let count = Eval::Count(Cond::Always);
+        let mut acc = count.initial();
+        assert_eq!(acc, 0);
+        count.fold(&mut acc, count.contribution(Class::Other));
+        count.fold(&mut acc, count.contribution(Class::Page(None)));
+        assert_eq!(acc, 2);
+    }
+
+    #[test]
+    fn page_paths_are_read_as_json_extract_string_reads_them() {
+        assert_eq!(property_path(None), Ok(None));
+        assert_eq!(property_path(Some(r#"{"url":"x"}"#)), Ok(None));
+        assert_eq!(property_path(Some(r#"{"path":null}"#)), Ok(None));
+        assert_eq!(
+            property_path(Some(r#"{"a":{"path":1},"path":"/p\u00e9"}"#))
+                .map(|p| p.map(|p| p.into_owned())),
+            Ok(Some("/p\u{e9}".to_string()))
+        );
+        assert_eq!(
+            property_path(Some(r#"{"pa\u0074h":"/x"}"#)).map(|p| p.map(|p| p.into_owned())),
+            Ok(Some("/x".to_string()))
+        );
+        assert!(property_path(Some(r#"{"path":7}"#)).is_err());
+        assert!(property_path(Some(r#"{"path":"/a","path":"/b"}"#)).is_err());
     }
 }

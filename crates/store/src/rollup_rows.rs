@@ -4,21 +4,17 @@
 //! upmarket_rollup_rows(token)`. DuckDB's appender took 1.6 s for the 2.2M rows of a 10M-event
 //! import (its own copy of every row, then the insert), Arrow batches built for it 0.5 s more.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use duckdb::core::{DataChunkHandle, LogicalTypeHandle, LogicalTypeId};
 use duckdb::vtab::{BindInfo, InitInfo, TableFunctionInfo, VTab};
 use duckdb::{ffi, Connection};
 
 use crate::event_rows::{fill_nullable, string_t, TooLong, EMPTY};
-use crate::lend::{token_of, Shelf};
+use crate::lend::{token_parameter, Bound, Progress, Shelf};
 use crate::rollup_collect::Collector;
 use crate::sql::quote_ident;
 use crate::StoreError;
 
 const FUNCTION: &str = "upmarket_rollup_rows";
-
-const THREADS: u64 = 2;
 
 /// Registers the table function on `conn`'s database.
 pub(crate) fn register(conn: &Connection) -> Result<(), StoreError> {
@@ -42,7 +38,10 @@ static LENT: Shelf<View> = Shelf::new();
 
 /// Inserts `collector`'s rows, in `order`, into rollup `table` (whose columns are the
 /// function's: day, the three ids, the last time, then the partials, in order; BIGINT partials
-/// are cast to the table's INTEGER ones by the insert).
+/// are cast to the table's INTEGER ones by the insert). On every core, so without keeping the
+/// order exactly: each thread takes the next 2,048 rows and fills row groups of its own, each
+/// then spanning about twice the days it would in order, which is what readers' day filters
+/// prune by (2.2M rows at 10M events: 0.85 s on 2 cores, 2.0 s in order on one).
 pub(crate) fn insert(
     conn: &Connection,
     table: &str,
@@ -70,23 +69,13 @@ pub(crate) fn insert(
 
 struct RollupRows;
 
-struct Bound {
-    token: u64,
-}
-
-struct Progress {
-    next: AtomicUsize,
-}
-
 impl VTab for RollupRows {
     type InitData = Progress;
     type BindData = Bound;
 
     fn bind(bind: &BindInfo) -> Result<Self::BindData, Box<dyn std::error::Error>> {
-        let token = token_of(bind.get_parameter(0).to_int64(), FUNCTION)?;
-        let view = LENT
-            .get(token)
-            .ok_or_else(|| format!("{FUNCTION}: nothing lent under {token}"))?;
+        let bound = Bound::new(bind, FUNCTION)?;
+        let view = LENT.lent(bound.token, FUNCTION)?;
         // SAFETY: see `View`.
         let collector = unsafe { &*view.collector };
         bind.add_result_column("day", LogicalTypeId::Date.into());
@@ -102,40 +91,30 @@ impl VTab for RollupRows {
             };
             bind.add_result_column(&format!("p{j}"), ty.into());
         }
-        Ok(Bound { token })
+        Ok(bound)
     }
 
     fn init(init: &InitInfo) -> Result<Self::InitData, Box<dyn std::error::Error>> {
-        init.set_max_threads(THREADS);
-        Ok(Progress {
-            next: AtomicUsize::new(0),
-        })
+        init.set_max_threads(crate::duckdb_store::all_cores() as u64);
+        Ok(Progress::new())
     }
 
     fn func(
         func: &TableFunctionInfo<Self>,
         output: &mut DataChunkHandle,
     ) -> Result<(), Box<dyn std::error::Error>> {
-        let token = func.get_bind_data().token;
-        let view = LENT
-            .get(token)
-            .ok_or_else(|| format!("{FUNCTION}: nothing lent under {token}"))?;
+        let view = LENT.lent(func.get_bind_data().token, FUNCTION)?;
         // SAFETY: see `View`.
         let collector = unsafe { &*view.collector };
         let capacity = output.flat_vector(0).capacity();
-        let start = func
-            .get_init_data()
-            .next
-            .fetch_add(capacity, Ordering::Relaxed);
-        let end = view.order.len().min(start.saturating_add(capacity));
-        let rows = view.order.get(start..end).unwrap_or_default();
+        let rows = &view.order[func.get_init_data().claim(view.order.len(), capacity)];
         fill(output, collector, rows)?;
         output.set_len(rows.len());
         Ok(())
     }
 
     fn parameters() -> Option<Vec<LogicalTypeHandle>> {
-        Some(vec![LogicalTypeHandle::from(LogicalTypeId::Bigint)])
+        token_parameter()
     }
 }
 

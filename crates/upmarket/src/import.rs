@@ -277,10 +277,31 @@ pub fn run(
     config: &Config,
     args: &ImportArgs,
 ) -> anyhow::Result<ImportSummary> {
+    import_and_prepare(store, config, &args.files, args.format, args.batch_size)
+}
+
+/// Imports files of any supported format (decided by extension), as [`run`] does.
+pub fn import_files(
+    store: &mut dyn Store,
+    config: &Config,
+    files: &[PathBuf],
+    batch_size: usize,
+) -> anyhow::Result<ImportSummary> {
+    import_and_prepare(store, config, files, Format::Auto, batch_size)
+}
+
+/// Imports the files, then brings the scoring tables up to date.
+fn import_and_prepare(
+    store: &mut dyn Store,
+    config: &Config,
+    files: &[PathBuf],
+    format: Format,
+    batch_size: usize,
+) -> anyhow::Result<ImportSummary> {
     let started = std::time::Instant::now();
-    // The daily rollup is computed from the events as they are appended (see `run`'s end).
+    // The daily rollup is computed from the events as they are appended (written below).
     store.collect_derived(&config.model)?;
-    let mut summary = import_with_format(store, config, &args.files, args.format, args.batch_size)?;
+    let mut summary = import_with_format(store, config, files, format, batch_size)?;
     summary.events_secs = started.elapsed().as_secs_f64();
     if summary.stored > 0 {
         // Scoring as of a day reads the model's daily rollup, re-scoring a few accounts its
@@ -291,16 +312,6 @@ pub fn run(
         summary.scoring_tables_secs = started.elapsed().as_secs_f64();
     }
     Ok(summary)
-}
-
-/// Imports files of any supported format (decided by extension).
-pub fn import_files(
-    store: &mut dyn Store,
-    config: &Config,
-    files: &[PathBuf],
-    batch_size: usize,
-) -> anyhow::Result<ImportSummary> {
-    import_with_format(store, config, files, Format::Auto, batch_size)
 }
 
 fn import_with_format(
