@@ -140,10 +140,15 @@ impl ImportSummary {
             println!("  {}:{}: {}", ex.file, ex.line, ex.message);
         }
         println!(
-            "took        {:>12.1} s (events {:.1} s, scoring tables {:.1} s)",
+            "took        {:>12.1} s (events {:.1} s, scoring tables {:.1} s{})",
             self.events_secs + self.scoring_tables_secs,
             self.events_secs,
-            self.scoring_tables_secs
+            self.scoring_tables_secs,
+            if self.rollup_collected {
+                "; daily rollup computed while importing"
+            } else {
+                ""
+            }
         );
     }
 

@@ -46,6 +46,10 @@ fn ndjson_and_csv_import_with_dedup_and_reasons() {
     assert_eq!(first["stored"], 4);
     assert_eq!(first["duplicates"], 1, "the repeated line is a duplicate");
     assert_eq!(first["rejected"], 3);
+    assert_eq!(
+        first["rollup_collected"], true,
+        "the daily rollup is computed while importing (only new events: the duplicate line is not counted)"
+    );
     assert_eq!(first["rejected_by_reason"]["missing_field"], 2);
     assert_eq!(first["rejected_by_reason"]["invalid_json"], 1);
     assert_eq!(
