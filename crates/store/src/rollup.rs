@@ -63,7 +63,6 @@ pub(crate) struct Partial {
 pub(crate) fn day_columns(i: usize, kind: &SignalKind) -> Option<Vec<DayColumn>> {
     let col = |k: &str| format!("s{i}_{k}");
     let part = |k: &str| format!("p{i}_{k}");
-    // Per-day partial counting events that match `cond`; per person, the sum over the window.
     let partial = |k: &str, sql: String, eval: Option<Eval>| {
         Some(Partial {
             name: part(k),
@@ -71,6 +70,7 @@ pub(crate) fn day_columns(i: usize, kind: &SignalKind) -> Option<Vec<DayColumn>>
             eval,
         })
     };
+    // Per-day partial counting events that match `cond`; per person, the sum over the window.
     let counted = |k: &str, cond: &str, eval: Option<Cond>, window: &str| DayColumn {
         person: col(k),
         partial: partial(
