@@ -133,28 +133,28 @@ fn trait_column(kind: &SignalKind) -> Option<String> {
 /// a feature tier (0 for NULL, the tier plus one otherwise). Nine TINYINT columns cost DuckDB
 /// more to write than the rest of a row: copying the 10M-event account rows took 2.6 s with
 /// them and 1.9 s packed (Python's DuckDB, 2 threads).
-struct Packing {
+pub(crate) struct Packing {
     /// Per match column, in [`value_columns`] order: signal index, expression, whether it is
     /// a tier, packed column and bit offset.
-    marks: Vec<PackedMark>,
+    pub marks: Vec<PackedMark>,
     /// Packed columns.
-    columns: usize,
+    pub columns: usize,
 }
 
 /// Where one match column is stored (see [`Packing`]).
-struct PackedMark {
-    signal: usize,
+pub(crate) struct PackedMark {
+    pub signal: usize,
     expr: String,
-    tier: bool,
-    column: usize,
-    shift: u32,
+    pub tier: bool,
+    pub column: usize,
+    pub shift: u32,
 }
 
 /// Bits used in each packed column (BIGINT: the sign bit stays clear).
 const PACKED_BITS: u32 = 63;
 
 /// The model's match columns, laid out over as many packed columns as they need.
-fn packing(model: &Model) -> Packing {
+pub(crate) fn packing(model: &Model) -> Packing {
     let mut marks = Vec::new();
     let (mut column, mut shift) = (0, 0);
     for (i, s) in model.signals.iter().enumerate() {
@@ -228,7 +228,7 @@ pub(crate) fn raw_columns(model: &Model) -> String {
 
 /// The columns of a stored row, over raw events with their `path`: the ids, the packed match
 /// columns, the trait columns.
-fn stored_row_columns(model: &Model) -> String {
+pub(crate) fn stored_row_columns(model: &Model) -> String {
     let (_, traits) = value_columns(model);
     after_ids(
         packed_columns(&packing(model))
@@ -609,11 +609,16 @@ fn key_sql(tagged: &str) -> String {
 /// 2,199 keys, and binding and folding those calls was most of its planning (planner 198 →
 /// 21 ms, optimizer 95 → 29 ms with literals; Python's DuckDB on the same query).
 fn key_literal(tagged: &str) -> String {
+    format!("{}::UBIGINT", key_of(tagged))
+}
+
+/// The key of `tagged` as a number: what [`key_sql`] gives in DuckDB.
+pub(crate) fn key_of(tagged: &str) -> u64 {
     use md5::{Digest, Md5};
     let digest = Md5::digest(tagged.as_bytes());
     let mut upper = [0u8; 8];
     upper.copy_from_slice(&digest[..8]);
-    format!("{}::UBIGINT", u64::from_le_bytes(upper))
+    u64::from_le_bytes(upper)
 }
 
 /// Above this many keys (of groups, or of people's ids), one scan with an IN list instead of

@@ -14,6 +14,7 @@
 //! before anything reaches a store), or speak HTTP. A store only accepts validated [`Event`]s.
 #![deny(missing_docs)]
 
+mod account_collect;
 mod account_rows;
 mod attribution;
 mod columns;

@@ -60,7 +60,7 @@ const NULL: i64 = i64::MIN;
 
 /// What an event is, as far as the partials look.
 #[derive(Clone, Copy)]
-enum Class<'a> {
+pub(crate) enum Class<'a> {
     Track(Option<&'a str>),
     /// A page or screen view with its path (`coalesce(properties.path, name)`).
     Page(Option<&'a str>),
@@ -69,7 +69,7 @@ enum Class<'a> {
 
 impl Cond {
     /// SQL's three-valued result: None is NULL.
-    fn test(&self, class: Class) -> Option<bool> {
+    pub(crate) fn test(&self, class: Class) -> Option<bool> {
         let sel = match self {
             Cond::Always => return Some(true),
             Cond::Select(sel) => sel,
@@ -175,7 +175,7 @@ fn evals(columns: &[(usize, Vec<DayColumn>)]) -> Option<Vec<Eval>> {
 
 /// A page view's `properties.path` as `json_extract_string(properties, '$.path')` reads it:
 /// Ok(None) when absent or null; Err when it is something this module does not reproduce.
-fn property_path(properties: Option<&str>) -> Result<Option<Cow<'_, str>>, String> {
+pub(crate) fn property_path(properties: Option<&str>) -> Result<Option<Cow<'_, str>>, String> {
     let Some(text) = properties else {
         return Ok(None);
     };
