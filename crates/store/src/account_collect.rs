@@ -312,4 +312,292 @@ mod tests {
             }
         }
     }
+
+    /// The collected rows, folded at a boundary inside the history, equal SQL's rows of the
+    /// same events with the same boundary, row for row.
+    #[test]
+    fn collected_rows_equal_the_sql_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = upmarket_sim::SimConfig {
+            accounts: 40,
+            seed: 5,
+            ..upmarket_sim::SimConfig::default()
+        };
+        upmarket_sim::simulate(&cfg, dir.path(), |_| {}).unwrap();
+        let ctx = upmarket_core::segment::ParseContext {
+            received_at: chrono::Utc::now(),
+            source: upmarket_core::IngestSource::Import,
+            max_event_bytes: 32 * 1024,
+            trust_received_at: true,
+        };
+        let text = std::fs::read_to_string(dir.path().join("events.ndjson")).unwrap();
+        let events: Vec<Event> = text
+            .lines()
+            .map(|l| {
+                upmarket_core::segment::parse_event(
+                    l,
+                    None,
+                    &upmarket_core::segment::BatchDefaults::default(),
+                    &ctx,
+                )
+                .unwrap()
+            })
+            .collect();
+        let mut store =
+            crate::DuckDbStore::open_in_memory(&upmarket_core::FreeMailDomains::default()).unwrap();
+        store.append(&events).unwrap();
+        let conn = store.sql_connection().unwrap();
+        let m = model("default.toml");
+        let mut c = AccountCollector::new(&m, 0).unwrap();
+        c.add(1, events.iter());
+        assert!(c.broken.is_none());
+        let latest = c.latest().unwrap();
+        let from_us = latest - 60 * 86_400_000_000;
+        let from = chrono::DateTime::from_timestamp_micros(from_us)
+            .unwrap()
+            .naive_utc();
+        let rows = c.rows(from_us);
+        let ours: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let id = |n: u32| c.name(n).unwrap_or("NULL").to_string();
+                let (marks, traits) = match r.values {
+                    Some(v) => {
+                        let (m, t) = c.row_values(v);
+                        (
+                            m.iter().map(|x| x.to_string()).collect::<Vec<_>>(),
+                            t.iter().map(|&x| id(x)).collect::<Vec<_>>(),
+                        )
+                    }
+                    None => (vec!["0".to_string()], vec!["NULL".to_string()]),
+                };
+                format!(
+                    "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+                    r.groupless,
+                    r.k,
+                    r.seq,
+                    r.ts,
+                    id(r.event),
+                    id(r.user),
+                    id(r.anon),
+                    id(r.group),
+                    marks.join(","),
+                    traits.join(",")
+                )
+            })
+            .collect();
+        let sql = format!(
+            "SELECT concat_ws('|', groupless, k, seq, epoch_us(timestamp), coalesce(event, 'NULL'),
+                    coalesce(user_id, 'NULL'), coalesce(anonymous_id, 'NULL'),
+                    coalesce(group_id, 'NULL'), marks_0, coalesce(t11, 'NULL'))
+             FROM ({}) ORDER BY groupless, k, seq",
+            crate::account_rows::folded(&m, &crate::account_rows::keyed_rows(&m, "TRUE"), from)
+        );
+        let theirs: Vec<String> = conn
+            .prepare(&sql)
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            rows.iter().any(|r| r.values.is_none()),
+            "some rows are folded"
+        );
+        assert!(rows.iter().any(|r| r.groupless), "some rows are group-less");
+        assert_eq!(ours.len(), theirs.len());
+        for (a, b) in ours.iter().zip(&theirs) {
+            assert_eq!(a, b);
+        }
+    }
+}
+
+/// One event kept by the collector (ids interned; 0 is NULL).
+struct Row {
+    seq: i64,
+    ts: i64,
+    event: u32,
+    user: u32,
+    anon: u32,
+    group: u32,
+}
+
+/// A row of the account rows table as the collector writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OutRow {
+    pub groupless: bool,
+    pub k: u64,
+    pub seq: i64,
+    pub ts: i64,
+    /// Interned ids (0: NULL).
+    pub event: u32,
+    pub user: u32,
+    pub anon: u32,
+    pub group: u32,
+    /// Index of the row's values among the collected rows (None: folded, no values).
+    pub values: Option<usize>,
+}
+
+/// The account rows of the events appended since collection began.
+pub(crate) struct AccountCollector {
+    values: RowValues,
+    pub(crate) start_seq: i64,
+    pub(crate) events: i64,
+    pub(crate) broken: Option<String>,
+    ids: HashMap<Box<str>, u32, ahash::RandomState>,
+    names: Vec<Box<str>>,
+    rows: Vec<Row>,
+    /// `values.columns` packed marks per row.
+    marks: Vec<i64>,
+    /// `values.traits.len()` interned trait values per row.
+    traits: Vec<u32>,
+    latest: Option<i64>,
+}
+
+impl AccountCollector {
+    /// None when the model has a match column only SQL evaluates.
+    pub(crate) fn new(model: &Model, start_seq: i64) -> Option<AccountCollector> {
+        Some(AccountCollector {
+            values: RowValues::new(model)?,
+            start_seq,
+            events: 0,
+            broken: None,
+            ids: HashMap::default(),
+            names: vec!["".into()],
+            rows: Vec::new(),
+            marks: Vec::new(),
+            traits: Vec::new(),
+            latest: None,
+        })
+    }
+
+    fn intern(&mut self, id: Option<&str>) -> u32 {
+        let Some(id) = id else { return 0 };
+        if let Some(&n) = self.ids.get(id) {
+            return n;
+        }
+        let n = self.names.len() as u32;
+        self.names.push(id.into());
+        self.ids.insert(id.into(), n);
+        n
+    }
+
+    /// The text of interned id `n` (None: NULL).
+    pub(crate) fn name(&self, n: u32) -> Option<&str> {
+        (n != 0).then(|| &*self.names[n as usize])
+    }
+
+    /// Adds events numbered from `first_seq` in order.
+    pub(crate) fn add<'a>(&mut self, first_seq: i64, events: impl Iterator<Item = &'a Event>) {
+        for (i, e) in events.enumerate() {
+            self.events += 1;
+            if self.broken.is_some() {
+                continue;
+            }
+            if let Err(why) = self.add_one(first_seq + i as i64, e) {
+                self.broken = Some(why);
+            }
+        }
+    }
+
+    fn add_one(&mut self, seq: i64, e: &Event) -> Result<(), String> {
+        let ts = e.timestamp.timestamp_micros();
+        self.latest = Some(self.latest.map_or(ts, |l| l.max(ts)));
+        // Rows exist for events with a group or an id (every valid event has one).
+        if e.group_id.is_none() && e.user_id.is_none() && e.anonymous_id.is_none() {
+            return Ok(());
+        }
+        let marks = self.values.marks(e)?;
+        let traits = self.values.traits(e)?;
+        let row = Row {
+            seq,
+            ts,
+            event: self.intern(e.event.as_deref()),
+            user: self.intern(e.user_id.as_deref()),
+            anon: self.intern(e.anonymous_id.as_deref()),
+            group: self.intern(e.group_id.as_deref()),
+        };
+        self.rows.push(row);
+        self.marks.extend(marks);
+        for t in traits {
+            let n = self.intern(t.as_deref());
+            self.traits.push(n);
+        }
+        Ok(())
+    }
+
+    /// The newest event's time (microseconds), for the fold's boundary.
+    pub(crate) fn latest(&self) -> Option<i64> {
+        self.latest
+    }
+
+    /// Row `values`' packed marks and interned traits.
+    pub(crate) fn row_values(&self, values: usize) -> (&[i64], &[u32]) {
+        let (c, t) = (self.values.columns, self.values.traits.len());
+        (
+            &self.marks[values * c..(values + 1) * c],
+            &self.traits[values * t..(values + 1) * t],
+        )
+    }
+
+    /// The table's rows with the grouped events older than `kept_from` (microseconds) that
+    /// declare no trait folded into one row per key and ids, sorted by (groupless, key, seq):
+    /// what `account_rows::folded` over `keyed_rows` gives.
+    pub(crate) fn rows(&self, kept_from: i64) -> Vec<OutRow> {
+        let mut keys: HashMap<u32, u64, ahash::RandomState> = HashMap::default();
+        let mut key = |tag: char, id: u32| -> u64 {
+            let packed = (id << 1) | u32::from(tag == 'i');
+            *keys.entry(packed).or_insert_with(|| {
+                crate::account_rows::key_of(&format!("{tag}{}", self.names[id as usize]))
+            })
+        };
+        let width = self.values.traits.len();
+        let mut out = Vec::with_capacity(self.rows.len());
+        let mut folds: HashMap<(u32, u32, u32), (i64, i64), ahash::RandomState> =
+            HashMap::default();
+        for (i, r) in self.rows.iter().enumerate() {
+            let declares = self.traits[i * width..(i + 1) * width]
+                .iter()
+                .any(|&t| t != 0);
+            if r.group != 0 && r.ts < kept_from && !declares {
+                let f = folds
+                    .entry((r.group, r.user, r.anon))
+                    .or_insert((r.seq, r.ts));
+                f.0 = f.0.max(r.seq);
+                f.1 = f.1.max(r.ts);
+                continue;
+            }
+            let (groupless, k) = if r.group != 0 {
+                (false, key('g', r.group))
+            } else {
+                (true, key('i', if r.user != 0 { r.user } else { r.anon }))
+            };
+            out.push(OutRow {
+                groupless,
+                k,
+                seq: r.seq,
+                ts: r.ts,
+                event: r.event,
+                user: r.user,
+                anon: r.anon,
+                group: r.group,
+                values: Some(i),
+            });
+        }
+        for ((group, user, anon), (seq, ts)) in folds {
+            out.push(OutRow {
+                groupless: false,
+                k: key('g', group),
+                seq,
+                ts,
+                event: 0,
+                user,
+                anon,
+                group,
+                values: None,
+            });
+        }
+        out.sort_unstable_by_key(|r| (r.groupless, r.k, r.seq));
+        out
+    }
 }

@@ -512,7 +512,7 @@ fn kept_from(conn: &Connection, model: &Model) -> Result<NaiveDateTime, StoreErr
 /// and no trait. `rows` is inlined twice (NOT MATERIALIZED): the folding side reads only the
 /// ids and times of the old events, where materializing every row first cost 2.2–2.5 s
 /// instead of 1.7 s at 10M events (Python's DuckDB).
-fn folded(model: &Model, rows: &str, from: NaiveDateTime) -> String {
+pub(crate) fn folded(model: &Model, rows: &str, from: NaiveDateTime) -> String {
     let (_, traits) = value_columns(model);
     let mut whole = vec![
         format!("timestamp >= {}", crate::scoring::timestamp_literal(from)),
@@ -558,7 +558,7 @@ fn folded(model: &Model, rows: &str, from: NaiveDateTime) -> String {
 /// rows are joined separately, on the id itself: joining every row on a tagged id (`'g' ||
 /// group_id`, built for each of them) took 0.42–0.56 s at 10M events, the two joins 0.30 s
 /// (Python's DuckDB, 2 threads; same rows and keys).
-fn keyed_rows(model: &Model, filter: &str) -> String {
+pub(crate) fn keyed_rows(model: &Model, filter: &str) -> String {
     let cols = stored_row_columns(model);
     // `id(prefix)`: the id the key is made of, over columns named with `prefix`.
     let part = |groupless: bool, which: &str, id: &dyn Fn(&str) -> String, tag: char| {
