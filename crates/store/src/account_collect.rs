@@ -526,6 +526,11 @@ impl AccountCollector {
         Ok(())
     }
 
+    /// Packed match columns and trait columns per row.
+    pub(crate) fn widths(&self) -> (usize, usize) {
+        (self.values.columns, self.values.traits.len())
+    }
+
     /// The newest event's time (microseconds), for the fold's boundary.
     pub(crate) fn latest(&self) -> Option<i64> {
         self.latest

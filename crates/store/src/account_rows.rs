@@ -481,6 +481,19 @@ fn maintain(
             }
         }
     };
+    register(conn, base, base_through, newest, runs, kept_from)?;
+    Ok((runs, kept_from))
+}
+
+/// The registry row of one table pair.
+fn register(
+    conn: &Connection,
+    base: &str,
+    base_through: i64,
+    newest: i64,
+    runs: i64,
+    kept_from: Option<NaiveDateTime>,
+) -> Result<(), StoreError> {
     conn.execute(
         "INSERT OR REPLACE INTO account_row_tables
              (name, base_through_seq, through_seq, delta_runs, extended_at, kept_from)
@@ -493,7 +506,52 @@ fn maintain(
             kept_from.map(|t| t.format("%Y-%m-%d %H:%M:%S%.6f").to_string())
         ],
     )?;
-    Ok((runs, kept_from))
+    Ok(())
+}
+
+/// Creates the model's account rows, covering the events through `newest`, from rows an import
+/// collected: `fill` inserts them into the base (named, with the fold's boundary), sorted as
+/// the base is. In one transaction with the registry row. Returns false, doing nothing, when
+/// the model's account rows exist already (then `current` extends them from the events).
+pub(crate) fn create_collected(
+    conn: &Connection,
+    model: &Model,
+    newest: i64,
+    fill: &dyn Fn(&str, NaiveDateTime) -> Result<(), StoreError>,
+) -> Result<bool, StoreError> {
+    let (base, delta, ids) = names(model);
+    let exists: Option<i64> = conn
+        .prepare_cached("SELECT through_seq FROM account_row_tables WHERE name = ?")?
+        .query_row(params![base], |r| r.get(0))
+        .optional()?;
+    if exists.is_some() {
+        return Ok(false);
+    }
+    let (b, d) = (quote_ident(&base), quote_ident(&delta));
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let done = (|| -> Result<(), StoreError> {
+        crate::rollup::drop_stale(conn, "account_row_tables", &["_delta", "_ids"])?;
+        drop_earlier_layouts(conn)?;
+        let from = kept_from(conn, model)?;
+        // The columns and types from the SQL itself, over no events.
+        let none = folded(model, &keyed_rows(model, "FALSE"), from);
+        conn.execute_batch(&format!(
+            "CREATE OR REPLACE TABLE {b} AS SELECT * FROM ({none}) LIMIT 0;
+             CREATE OR REPLACE TABLE {d} AS SELECT * FROM {b} LIMIT 0;"
+        ))?;
+        fill(&base, from)?;
+        conn.execute_batch(&ids_table_sql(&base, &ids))?;
+        register(conn, &base, newest, newest, 0, Some(from))?;
+        conn.execute_batch("COMMIT")?;
+        Ok(())
+    })();
+    if let Err(err) = done {
+        if let Err(rollback) = conn.execute_batch("ROLLBACK") {
+            tracing::debug!(error = %rollback, "rollback after failed collected account rows");
+        }
+        return Err(err);
+    }
+    Ok(true)
 }
 
 /// The `kept_from` of a base written now: the scoring clock (now, or just after the newest

@@ -65,7 +65,36 @@ pub struct DuckDbStore {
     lanes: Vec<Connection>,
     /// The daily rollup of the events appended since [`Store::collect_derived`], computed as
     /// they commit, written by [`Store::prepare_derived`].
-    collector: Option<crate::rollup_collect::Collector>,
+    collector: Option<Collectors>,
+}
+
+/// What an import collects as it appends (see [`Store::collect_derived`]).
+struct Collectors {
+    rollup: Option<crate::rollup_collect::Collector>,
+    accounts: Option<crate::account_collect::AccountCollector>,
+}
+
+impl Collectors {
+    /// Adds `batches`' events, numbered from `first_seqs`.
+    fn add(&mut self, batches: &[Vec<Keyed>], first_seqs: &[i64]) {
+        for (unique, &first) in batches.iter().zip(first_seqs) {
+            if let Some(r) = &mut self.rollup {
+                r.add(unique.iter().map(|(_, p)| &p.event));
+            }
+            if let Some(a) = &mut self.accounts {
+                a.add(first, unique.iter().map(|(_, p)| &p.event));
+            }
+        }
+    }
+
+    fn abandon(&mut self, why: &str) {
+        if let Some(r) = &mut self.rollup {
+            r.abandon(why);
+        }
+        if let Some(a) = &mut self.accounts {
+            a.broken.get_or_insert_with(|| why.to_string());
+        }
+    }
 }
 
 pub(crate) fn ts(t: DateTime<Utc>) -> DbValue {
@@ -150,6 +179,7 @@ impl DuckDbStore {
         conn.execute_batch(crate::identity_write::STAGING)?;
         crate::event_rows::register(&conn)?;
         crate::rollup_rows::register(&conn)?;
+        crate::account_rows_out::register(&conn)?;
         conn.set_prepared_statement_cache_capacity(64);
         let next_seq: i64 =
             conn.query_row("SELECT coalesce(max(seq), 0) + 1 FROM events", [], |r| {
@@ -381,7 +411,7 @@ impl DuckDbStore {
 
     /// Puts the collector back after an append (None: its thread panicked, and the rollup is
     /// left to SQL); a failed append abandons the collection, which counted its events.
-    fn collected(&mut self, collector: Option<crate::rollup_collect::Collector>, failed: bool) {
+    fn collected(&mut self, collector: Option<Collectors>, failed: bool) {
         self.collector = collector.map(|mut c| {
             if failed {
                 c.abandon("an append failed");
@@ -406,14 +436,9 @@ impl DuckDbStore {
     }
 }
 
-/// `batches`' events added to `collector`, which is handed back.
-fn collect(
-    mut collector: crate::rollup_collect::Collector,
-    batches: &[Vec<Keyed>],
-) -> crate::rollup_collect::Collector {
-    for unique in batches {
-        collector.add(unique.iter().map(|(_, p)| &p.event));
-    }
+/// `batches`' events (numbered from `first_seqs`) added to `collector`, which is handed back.
+fn collect(mut collector: Collectors, batches: &[Vec<Keyed>], first_seqs: &[i64]) -> Collectors {
+    collector.add(batches, first_seqs);
     collector
 }
 
@@ -466,8 +491,10 @@ impl Store for DuckDbStore {
         }
         // The collector (an import's) adds the events on another thread meanwhile.
         let adding = self.collector.take();
+        let first = [self.next_seq];
         let (stored, collector) = std::thread::scope(|scope| {
-            let adding = adding.map(|c| scope.spawn(|| collect(c, std::slice::from_ref(&unique))));
+            let adding =
+                adding.map(|c| scope.spawn(|| collect(c, std::slice::from_ref(&unique), &first)));
             let stored = self.store_unique(events.len(), &unique);
             (stored, adding.and_then(|h| h.join().ok()))
         });
@@ -517,7 +544,7 @@ impl Store for DuckDbStore {
         let adding = self.collector.take();
         let (first, others, collector) = std::thread::scope(|scope| {
             // The collector (an import's) adds the events on a thread of its own meanwhile.
-            let adding = adding.map(|c| scope.spawn(|| collect(c, &claimed)));
+            let adding = adding.map(|c| scope.spawn(|| collect(c, &claimed, &first_seq)));
             let handles: Vec<_> = busy
                 .into_iter()
                 .zip(claimed.iter().zip(&first_seq).skip(1))
@@ -635,17 +662,57 @@ impl Store for DuckDbStore {
     }
 
     fn collect_derived(&mut self, model: &Model) -> Result<(), StoreError> {
-        self.collector = crate::rollup_collect::Collector::new(model, self.next_seq - 1);
+        let start = self.next_seq - 1;
+        let collectors = Collectors {
+            rollup: crate::rollup_collect::Collector::new(model, start),
+            // Only into an empty store: the account rows of events already stored are SQL's.
+            accounts: (start == 0)
+                .then(|| crate::account_collect::AccountCollector::new(model, start))
+                .flatten(),
+        };
+        self.collector =
+            (collectors.rollup.is_some() || collectors.accounts.is_some()).then_some(collectors);
         Ok(())
     }
 
     fn prepare_derived(&mut self, model: &Model) -> Result<crate::DerivedTables, StoreError> {
-        let rollup_collected = match self.collector.take() {
-            Some(collected) => collected.write(&self.conn, self.next_seq - 1)?,
+        let newest = self.next_seq - 1;
+        let (rollup, accounts) = match self.collector.take() {
+            Some(c) => (c.rollup, c.accounts),
+            None => (None, None),
+        };
+        let rollup_collected = match rollup {
+            Some(collected) => collected.write(&self.conn, newest)?,
             None => false,
         };
+        let mut account_rows_collected = false;
+        if let Some(a) = accounts {
+            if a.broken.is_none() && a.events > 0 && a.start_seq + a.events == newest {
+                let started = Instant::now();
+                account_rows_collected = on_all_cores(&self.conn, || {
+                    crate::account_rows::create_collected(
+                        &self.conn,
+                        model,
+                        newest,
+                        &|base, from| {
+                            let from = from.and_utc().timestamp_micros();
+                            let rows = a.rows(from);
+                            crate::account_rows_out::insert(&self.conn, base, &a, &rows)
+                        },
+                    )
+                })?;
+                tracing::debug!(
+                    ms = started.elapsed().as_secs_f64() * 1e3,
+                    account_rows_collected,
+                    "collected account rows"
+                );
+            }
+        }
         self.reader()?.prepare_derived(model)?;
-        Ok(crate::DerivedTables { rollup_collected })
+        Ok(crate::DerivedTables {
+            rollup_collected,
+            account_rows_collected,
+        })
     }
 
     fn use_all_cores(&mut self) -> Result<(), StoreError> {

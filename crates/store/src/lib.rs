@@ -16,6 +16,7 @@
 
 mod account_collect;
 mod account_rows;
+mod account_rows_out;
 mod attribution;
 mod columns;
 mod disk;
@@ -113,6 +114,8 @@ pub struct DerivedTables {
     /// Whether the daily rollup was computed from the events as they were appended (else it
     /// was built or extended from the stored events).
     pub rollup_collected: bool,
+    /// Whether the account rows were built from rows collected as the events were appended.
+    pub account_rows_collected: bool,
 }
 
 /// Storage for events and identity. The embedded default is [`DuckDbStore`]; a ClickHouse
