@@ -452,6 +452,12 @@ pub(crate) struct AccountCollector {
     /// `values.traits.len()` interned trait values per row.
     traits: Vec<u32>,
     latest: Option<i64>,
+    /// Grouped events folded as they came (older than [`AccountCollector::early_boundary`]):
+    /// per (group, user, anonymous id), the last number and time.
+    folds: HashMap<(u32, u32, u32), (i64, i64), ahash::RandomState>,
+    /// The model's longest look-back (microseconds) and the time collection began.
+    lookback: i64,
+    began: i64,
 }
 
 impl AccountCollector {
@@ -468,6 +474,9 @@ impl AccountCollector {
             marks: Vec::new(),
             traits: Vec::new(),
             latest: None,
+            folds: HashMap::default(),
+            lookback: i64::from(crate::scoring::max_window(model)) * 86_400_000_000,
+            began: chrono::Utc::now().timestamp_micros(),
         })
     }
 
@@ -509,6 +518,18 @@ impl AccountCollector {
         }
         let marks = self.values.marks(e)?;
         let traits = self.values.traits(e)?;
+        if e.group_id.is_some() && traits.iter().all(Option::is_none) && ts < self.early_boundary()
+        {
+            let key = (
+                self.intern(e.group_id.as_deref()),
+                self.intern(e.user_id.as_deref()),
+                self.intern(e.anonymous_id.as_deref()),
+            );
+            let f = self.folds.entry(key).or_insert((seq, ts));
+            f.0 = f.0.max(seq);
+            f.1 = f.1.max(ts);
+            return Ok(());
+        }
         let row = Row {
             seq,
             ts,
@@ -524,6 +545,16 @@ impl AccountCollector {
             self.traits.push(n);
         }
         Ok(())
+    }
+
+    /// A time before the fold boundary the rows will be written with, whenever that is: the
+    /// scoring clock is at least the earlier of the newest event's time (plus a second) and
+    /// now (`crate::clock_for`), both of which only grow, less the look-back.
+    fn early_boundary(&self) -> i64 {
+        match self.latest {
+            Some(l) => (l + 1_000_000).min(self.began) - self.lookback,
+            None => i64::MIN,
+        }
     }
 
     /// Packed match columns and trait columns per row.
@@ -558,8 +589,7 @@ impl AccountCollector {
         };
         let width = self.values.traits.len();
         let mut out = Vec::with_capacity(self.rows.len());
-        let mut folds: HashMap<(u32, u32, u32), (i64, i64), ahash::RandomState> =
-            HashMap::default();
+        let mut folds = self.folds.clone();
         for (i, r) in self.rows.iter().enumerate() {
             let declares = self.traits[i * width..(i + 1) * width]
                 .iter()

@@ -511,8 +511,11 @@ fn register(
 
 /// Creates the model's account rows, covering the events through `newest`, from rows an import
 /// collected: `fill` inserts them into the base (named, with the fold's boundary), sorted as
-/// the base is. In one transaction with the registry row. Returns false, doing nothing, when
-/// the model's account rows exist already (then `current` extends them from the events).
+/// the base is, on connections of its own. Three steps: the empty tables (committed, so other
+/// connections see them), `fill`, then the `_ids` table and the registry row in one
+/// transaction. Until that registry row exists nothing reads the tables, and a failure on the
+/// way leaves them to `current`, which creates them anew from the events. Returns false, doing
+/// nothing, when the model's account rows exist already.
 pub(crate) fn create_collected(
     conn: &Connection,
     model: &Model,
@@ -528,36 +531,40 @@ pub(crate) fn create_collected(
         return Ok(false);
     }
     let (b, d) = (quote_ident(&base), quote_ident(&delta));
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let done = (|| -> Result<(), StoreError> {
+    let in_transaction = |f: &dyn Fn() -> Result<(), StoreError>| -> Result<(), StoreError> {
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        let done = f().and_then(|()| Ok(conn.execute_batch("COMMIT")?));
+        if done.is_err() {
+            if let Err(rollback) = conn.execute_batch("ROLLBACK") {
+                tracing::debug!(error = %rollback, "rollback after failed collected account rows");
+            }
+        }
+        done
+    };
+    let from = kept_from(conn, model)?;
+    in_transaction(&|| {
         crate::rollup::drop_stale(conn, "account_row_tables", &["_delta", "_ids"])?;
         drop_earlier_layouts(conn)?;
-        let from = kept_from(conn, model)?;
         // The columns and types from the SQL itself, over no events.
         let none = folded(model, &keyed_rows(model, "FALSE"), from);
         conn.execute_batch(&format!(
             "CREATE OR REPLACE TABLE {b} AS SELECT * FROM ({none}) LIMIT 0;
              CREATE OR REPLACE TABLE {d} AS SELECT * FROM {b} LIMIT 0;"
         ))?;
-        fill(&base, from)?;
-        conn.execute_batch(&ids_table_sql(&base, &ids))?;
-        register(conn, &base, newest, newest, 0, Some(from))?;
-        conn.execute_batch("COMMIT")?;
         Ok(())
-    })();
-    if let Err(err) = done {
-        if let Err(rollback) = conn.execute_batch("ROLLBACK") {
-            tracing::debug!(error = %rollback, "rollback after failed collected account rows");
-        }
-        return Err(err);
-    }
+    })?;
+    fill(&base, from)?;
+    in_transaction(&|| {
+        conn.execute_batch(&ids_table_sql(&base, &ids))?;
+        register(conn, &base, newest, newest, 0, Some(from))
+    })?;
     Ok(true)
 }
 
 /// The `kept_from` of a base written now: the scoring clock (now, or just after the newest
 /// event of a history that ended earlier) less the model's longest look-back. The clock only
 /// moves forward, so every later re-scoring pass is served.
-fn kept_from(conn: &Connection, model: &Model) -> Result<NaiveDateTime, StoreError> {
+pub(crate) fn kept_from(conn: &Connection, model: &Model) -> Result<NaiveDateTime, StoreError> {
     let latest: Option<NaiveDateTime> =
         conn.query_row("SELECT max(timestamp) FROM events", [], |r| r.get(0))?;
     let clock = crate::clock_for(latest, chrono::Utc::now().naive_utc());

@@ -420,6 +420,28 @@ impl DuckDbStore {
         });
     }
 
+    /// Inserts collected account rows into `base` in two halves at once, each on a connection
+    /// of its own and in order, split at a row-group boundary: every row group of the base
+    /// stays one range of keys (one thread took 3.0–3.3 s for the 3.6M rows of 10M events).
+    fn insert_halves(
+        &self,
+        base: &str,
+        collector: &crate::account_collect::AccountCollector,
+        rows: &[crate::account_collect::OutRow],
+    ) -> Result<(), StoreError> {
+        let groups = rows.len().div_ceil(ROW_GROUP_EVENTS);
+        let split = (groups / 2 * ROW_GROUP_EVENTS).min(rows.len());
+        let (first, second) = rows.split_at(split);
+        let other = self.conn.try_clone()?;
+        std::thread::scope(|scope| {
+            let later = scope
+                .spawn(move || crate::account_rows_out::insert(&other, base, collector, second));
+            let now = crate::account_rows_out::insert(&self.conn, base, collector, first);
+            let later = later.join().unwrap_or(Err(StoreError::Stopped));
+            now.and(later)
+        })
+    }
+
     /// Writes deferred identity facts once they have waited long enough.
     fn flush_when_due(&mut self) {
         // Only deferred facts wait (`pending_since` is set by `committed` when deferred).
@@ -695,9 +717,8 @@ impl Store for DuckDbStore {
                         model,
                         newest,
                         &|base, from| {
-                            let from = from.and_utc().timestamp_micros();
-                            let rows = a.rows(from);
-                            crate::account_rows_out::insert(&self.conn, base, &a, &rows)
+                            let rows = a.rows(from.and_utc().timestamp_micros());
+                            self.insert_halves(base, &a, &rows)
                         },
                     )
                 })?;
