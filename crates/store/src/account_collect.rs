@@ -455,6 +455,7 @@ pub(crate) struct AccountCollector {
     /// Grouped events folded as they came (older than [`AccountCollector::early_boundary`]):
     /// per (group, user, anonymous id), the last number and time.
     folds: HashMap<(u32, u32, u32), (i64, i64), ahash::RandomState>,
+    previous_fold: Option<(u32, u32, u32)>,
     /// The model's longest look-back (microseconds) and the time collection began.
     lookback: i64,
     began: i64,
@@ -475,6 +476,7 @@ impl AccountCollector {
             traits: Vec::new(),
             latest: None,
             folds: HashMap::default(),
+            previous_fold: None,
             lookback: i64::from(crate::scoring::max_window(model)) * 86_400_000_000,
             began: chrono::Utc::now().timestamp_micros(),
         })
@@ -516,20 +518,40 @@ impl AccountCollector {
         if e.group_id.is_none() && e.user_id.is_none() && e.anonymous_id.is_none() {
             return Ok(());
         }
-        let marks = self.values.marks(e)?;
-        let traits = self.values.traits(e)?;
+        // Only identify and group calls declare traits; the others fold without evaluating
+        // anything when old enough.
+        let traits = match e.kind {
+            EventKind::Identify | EventKind::Group => self.values.traits(e)?,
+            _ => Vec::new(),
+        };
         if e.group_id.is_some() && traits.iter().all(Option::is_none) && ts < self.early_boundary()
         {
-            let key = (
-                self.intern(e.group_id.as_deref()),
-                self.intern(e.user_id.as_deref()),
-                self.intern(e.anonymous_id.as_deref()),
-            );
+            // Runs of one person's events: the previous fold's key when the ids are the same.
+            let same = self.previous_fold.filter(|k| {
+                self.name(k.0) == e.group_id.as_deref()
+                    && self.name(k.1) == e.user_id.as_deref()
+                    && self.name(k.2) == e.anonymous_id.as_deref()
+            });
+            let key = match same {
+                Some(k) => k,
+                None => (
+                    self.intern(e.group_id.as_deref()),
+                    self.intern(e.user_id.as_deref()),
+                    self.intern(e.anonymous_id.as_deref()),
+                ),
+            };
+            self.previous_fold = Some(key);
             let f = self.folds.entry(key).or_insert((seq, ts));
             f.0 = f.0.max(seq);
             f.1 = f.1.max(ts);
             return Ok(());
         }
+        let marks = self.values.marks(e)?;
+        let traits = if traits.is_empty() {
+            vec![None; self.values.traits.len()]
+        } else {
+            traits
+        };
         let row = Row {
             seq,
             ts,
