@@ -1,8 +1,14 @@
-//! Work in progress (branch only): the account rows' per-event values ([`crate::account_rows`]:
-//! the packed match columns and the trait columns) computed in Rust, as the daily rollup's
-//! partials are in [`crate::rollup_collect`], so that an import can collect the account rows
-//! while it appends. The SQL in `account_rows.rs` stays the definition; the test below compares
-//! every event's values.
+//! The account rows ([`crate::account_rows`]) collected in Rust while an import appends, as the
+//! daily rollup is in [`crate::rollup_collect`]: each event's packed match columns and trait
+//! columns, the grouped events older than the model's look-back folded as they come (one row
+//! per group and ids), the rest kept whole, then sorted by key and written by
+//! [`crate::account_rows::create_collected`] through `account_rows_out`.
+//!
+//! The SQL in `account_rows.rs` stays the definition: the tests below compare every event's
+//! values and the folded rows with it, and the integration test
+//! `collected_account_rows_equal_the_sql_ones` the tables an import builds. Collected only into
+//! an empty store; a model with property filters, a trait or page path that is neither text nor
+//! null, or a failed batch leaves the account rows to SQL.
 
 use std::collections::HashMap;
 
@@ -582,11 +588,6 @@ impl AccountCollector {
     /// Packed match columns and trait columns per row.
     pub(crate) fn widths(&self) -> (usize, usize) {
         (self.values.columns, self.values.traits.len())
-    }
-
-    /// The newest event's time (microseconds), for the fold's boundary.
-    pub(crate) fn latest(&self) -> Option<i64> {
-        self.latest
     }
 
     /// Row `values`' packed marks and interned traits.

@@ -1,8 +1,9 @@
-//! Work in progress (branch only): collected account rows ([`crate::account_collect`]) into
+//! Collected account rows ([`crate::account_collect`]) into
 //! their base table through a DuckDB table function that fills DuckDB's vectors from the
 //! collector's memory, texts by reference (as `rollup_rows` does for the rollup):
 //! `INSERT INTO account_rows_… SELECT * FROM upmarket_account_rows(token)`, in order (one
-//! thread: the base must stay sorted by key).
+//! thread per statement: the base must stay sorted by key, so `DuckDbStore` inserts two halves
+//! at once, each on its own connection).
 
 use duckdb::core::{DataChunkHandle, LogicalTypeHandle, LogicalTypeId};
 use duckdb::vtab::{BindInfo, InitInfo, TableFunctionInfo, VTab};

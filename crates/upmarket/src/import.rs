@@ -115,6 +115,9 @@ pub struct ImportSummary {
     /// Whether the model's daily rollup was computed from the events as they were appended
     /// (else built from the stored events afterwards: see the store's `rollup_collect`).
     rollup_collected: bool,
+    /// Whether the account rows were built from rows collected as the events were appended
+    /// (else from the stored events afterwards: see the store's `account_collect`).
+    account_rows_collected: bool,
 }
 
 const MAX_EXAMPLES: usize = 20;
@@ -144,10 +147,11 @@ impl ImportSummary {
             self.events_secs + self.scoring_tables_secs,
             self.events_secs,
             self.scoring_tables_secs,
-            if self.rollup_collected {
-                "; daily rollup computed while importing"
-            } else {
-                ""
+            match (self.rollup_collected, self.account_rows_collected) {
+                (true, true) => "; daily rollup and account rows computed while importing",
+                (true, false) => "; daily rollup computed while importing",
+                (false, true) => "; account rows computed while importing",
+                (false, false) => "",
             }
         );
     }
@@ -313,7 +317,9 @@ fn import_and_prepare(
         // account rows; building them here, where bulk data arrives, spares the first
         // `upmarket score --as-of` and the server's first re-scoring that cost.
         let started = std::time::Instant::now();
-        summary.rollup_collected = store.prepare_derived(&config.model)?.rollup_collected;
+        let done = store.prepare_derived(&config.model)?;
+        summary.rollup_collected = done.rollup_collected;
+        summary.account_rows_collected = done.account_rows_collected;
         summary.scoring_tables_secs = started.elapsed().as_secs_f64();
     }
     Ok(summary)

@@ -50,6 +50,7 @@ fn ndjson_and_csv_import_with_dedup_and_reasons() {
         first["rollup_collected"], true,
         "the daily rollup is computed while importing (only new events: the duplicate line is not counted)"
     );
+    assert_eq!(first["account_rows_collected"], true);
     assert_eq!(first["rejected_by_reason"]["missing_field"], 2);
     assert_eq!(first["rejected_by_reason"]["invalid_json"], 1);
     assert_eq!(
