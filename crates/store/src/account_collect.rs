@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use upmarket_core::model::{EventSelector, Model, SignalKind, VelocityMetric};
 use upmarket_core::{Event, EventKind};
 
-use crate::rollup_collect::{property_path, Class, Cond};
+use crate::rollup_collect::{property_path, tier_of, Class, Cond};
 
 /// How one match column is evaluated (see `account_rows::match_column`).
 enum MarkEval {
@@ -125,18 +125,8 @@ impl RowValues {
                     advanced,
                     enterprise,
                 } => match class {
-                    Class::Track(name) => {
-                        let has = |l: &[String]| name.is_some_and(|n| l.iter().any(|f| f == n));
-                        if has(enterprise) {
-                            4
-                        } else if has(advanced) {
-                            3
-                        } else if has(core) {
-                            2
-                        } else {
-                            1
-                        }
-                    }
+                    // The tier plus one (0 is a call that is not a track).
+                    Class::Track(name) => 1 + tier_of(name, core, advanced, enterprise),
                     _ => 0,
                 },
             };

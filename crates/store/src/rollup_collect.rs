@@ -103,6 +103,26 @@ impl Cond {
     }
 }
 
+/// A track event's feature tier as `scoring::tier_sql` gives it: 3 enterprise, 2 advanced, 1
+/// core (tested in that order), else 0.
+pub(crate) fn tier_of(
+    name: Option<&str>,
+    core: &[String],
+    advanced: &[String],
+    enterprise: &[String],
+) -> i64 {
+    let has = |list: &[String]| name.is_some_and(|n| list.iter().any(|f| f == n));
+    if has(enterprise) {
+        3
+    } else if has(advanced) {
+        2
+    } else if has(core) {
+        1
+    } else {
+        0
+    }
+}
+
 impl Eval {
     /// One event's contribution (NULL: none).
     fn contribution(&self, class: Class) -> i64 {
@@ -121,18 +141,7 @@ impl Eval {
                 advanced,
                 enterprise,
             } => match class {
-                Class::Track(name) => {
-                    let has = |list: &[String]| name.is_some_and(|n| list.iter().any(|f| f == n));
-                    if has(enterprise) {
-                        3
-                    } else if has(advanced) {
-                        2
-                    } else if has(core) {
-                        1
-                    } else {
-                        0
-                    }
-                }
+                Class::Track(name) => tier_of(name, core, advanced, enterprise),
                 _ => NULL,
             },
         }
