@@ -215,6 +215,20 @@ mod tests {
         Model::from_toml(&std::fs::read_to_string(path).unwrap(), file).unwrap()
     }
 
+    /// Events from their JSON lines, as an import parses them.
+    fn parse<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<Event> {
+        let ctx = upmarket_core::segment::ParseContext {
+            received_at: chrono::Utc::now(),
+            source: upmarket_core::IngestSource::Import,
+            max_event_bytes: 32 * 1024,
+            trust_received_at: true,
+        };
+        let defaults = upmarket_core::segment::BatchDefaults::default();
+        lines
+            .map(|l| upmarket_core::segment::parse_event(l, None, &defaults, &ctx).unwrap())
+            .collect()
+    }
+
     /// Every event's packed matches and traits computed here equal what SQL stores.
     #[test]
     fn row_values_equal_the_sql_ones() {
@@ -234,24 +248,7 @@ mod tests {
             r#"{"type":"identify","userId":"u2","traits":{"company_size":null},"messageId":"11"}"#,
             r#"{"type":"alias","userId":"u2","previousId":"a2","messageId":"12"}"#,
         ];
-        let ctx = upmarket_core::segment::ParseContext {
-            received_at: chrono::Utc::now(),
-            source: upmarket_core::IngestSource::Segment,
-            max_event_bytes: 32 * 1024,
-            trust_received_at: false,
-        };
-        let events: Vec<Event> = lines
-            .iter()
-            .map(|l| {
-                upmarket_core::segment::parse_event(
-                    l,
-                    None,
-                    &upmarket_core::segment::BatchDefaults::default(),
-                    &ctx,
-                )
-                .unwrap()
-            })
-            .collect();
+        let events = parse(lines.into_iter());
         let mut store =
             crate::DuckDbStore::open_in_memory(&upmarket_core::FreeMailDomains::default()).unwrap();
         store.append(&events).unwrap();
@@ -320,25 +317,8 @@ mod tests {
             ..upmarket_sim::SimConfig::default()
         };
         upmarket_sim::simulate(&cfg, dir.path(), |_| {}).unwrap();
-        let ctx = upmarket_core::segment::ParseContext {
-            received_at: chrono::Utc::now(),
-            source: upmarket_core::IngestSource::Import,
-            max_event_bytes: 32 * 1024,
-            trust_received_at: true,
-        };
         let text = std::fs::read_to_string(dir.path().join("events.ndjson")).unwrap();
-        let events: Vec<Event> = text
-            .lines()
-            .map(|l| {
-                upmarket_core::segment::parse_event(
-                    l,
-                    None,
-                    &upmarket_core::segment::BatchDefaults::default(),
-                    &ctx,
-                )
-                .unwrap()
-            })
-            .collect();
+        let events = parse(text.lines());
         let mut store =
             crate::DuckDbStore::open_in_memory(&upmarket_core::FreeMailDomains::default()).unwrap();
         store.append(&events).unwrap();
@@ -439,8 +419,7 @@ pub(crate) struct AccountCollector {
     pub(crate) start_seq: i64,
     pub(crate) events: i64,
     pub(crate) broken: Option<String>,
-    ids: HashMap<Box<str>, u32, ahash::RandomState>,
-    names: Vec<Box<str>>,
+    ids: crate::interner::Interner,
     rows: Vec<Row>,
     /// `values.columns` packed marks per row.
     marks: Vec<i64>,
@@ -464,8 +443,7 @@ impl AccountCollector {
             start_seq,
             events: 0,
             broken: None,
-            ids: HashMap::default(),
-            names: vec!["".into()],
+            ids: crate::interner::Interner::default(),
             rows: Vec::new(),
             marks: Vec::new(),
             traits: Vec::new(),
@@ -477,20 +455,9 @@ impl AccountCollector {
         })
     }
 
-    fn intern(&mut self, id: Option<&str>) -> u32 {
-        let Some(id) = id else { return 0 };
-        if let Some(&n) = self.ids.get(id) {
-            return n;
-        }
-        let n = self.names.len() as u32;
-        self.names.push(id.into());
-        self.ids.insert(id.into(), n);
-        n
-    }
-
     /// The text of interned id `n` (None: NULL).
     pub(crate) fn name(&self, n: u32) -> Option<&str> {
-        (n != 0).then(|| &*self.names[n as usize])
+        self.ids.text(n)
     }
 
     /// Adds events numbered from `first_seq` in order.
@@ -530,9 +497,9 @@ impl AccountCollector {
             let key = match same {
                 Some(k) => k,
                 None => (
-                    self.intern(e.group_id.as_deref()),
-                    self.intern(e.user_id.as_deref()),
-                    self.intern(e.anonymous_id.as_deref()),
+                    self.ids.intern(e.group_id.as_deref()),
+                    self.ids.intern(e.user_id.as_deref()),
+                    self.ids.intern(e.anonymous_id.as_deref()),
                 ),
             };
             self.previous_fold = Some(key);
@@ -550,15 +517,15 @@ impl AccountCollector {
         let row = Row {
             seq,
             ts,
-            event: self.intern(e.event.as_deref()),
-            user: self.intern(e.user_id.as_deref()),
-            anon: self.intern(e.anonymous_id.as_deref()),
-            group: self.intern(e.group_id.as_deref()),
+            event: self.ids.intern(e.event.as_deref()),
+            user: self.ids.intern(e.user_id.as_deref()),
+            anon: self.ids.intern(e.anonymous_id.as_deref()),
+            group: self.ids.intern(e.group_id.as_deref()),
         };
         self.rows.push(row);
         self.marks.extend(marks);
         for t in traits {
-            let n = self.intern(t.as_deref());
+            let n = self.ids.intern(t.as_deref());
             self.traits.push(n);
         }
         Ok(())
@@ -596,7 +563,7 @@ impl AccountCollector {
         let mut key = |tag: char, id: u32| -> u64 {
             let packed = (id << 1) | u32::from(tag == 'i');
             *keys.entry(packed).or_insert_with(|| {
-                crate::account_rows::key_of(&format!("{tag}{}", self.names[id as usize]))
+                crate::account_rows::key_of(&format!("{tag}{}", self.ids.text(id).unwrap_or("")))
             })
         };
         let width = self.values.traits.len();

@@ -26,6 +26,7 @@ mod event_rows;
 mod few;
 mod identity_batch;
 mod identity_write;
+mod interner;
 pub mod journal;
 mod lend;
 mod prepared;

@@ -223,8 +223,7 @@ pub(crate) struct Collector {
     events: i64,
     /// Why the collected rows cannot be used (then SQL builds the rollup).
     broken: Option<String>,
-    ids: HashMap<Box<str>, u32, ahash::RandomState>,
-    names: Vec<Box<str>>,
+    ids: crate::interner::Interner,
     rows: HashMap<Key, u32, ahash::RandomState>,
     keys: Vec<Key>,
     last_ts: Vec<i64>,
@@ -263,8 +262,7 @@ impl Collector {
             start_seq,
             events: 0,
             broken: None,
-            ids: HashMap::default(),
-            names: vec!["".into()],
+            ids: crate::interner::Interner::default(),
             rows: HashMap::default(),
             keys: Vec::new(),
             last_ts: Vec::new(),
@@ -301,24 +299,12 @@ impl Collector {
 
     /// Frees what was collected (the collection is broken: SQL builds the rollup).
     fn release(&mut self) {
-        self.ids = HashMap::default();
-        self.names = Vec::new();
+        self.ids = crate::interner::Interner::default();
         self.rows = HashMap::default();
         self.keys = Vec::new();
         self.last_ts = Vec::new();
         self.values = Vec::new();
         self.previous = None;
-    }
-
-    fn intern(&mut self, id: Option<&str>) -> u32 {
-        let Some(id) = id else { return 0 };
-        if let Some(&n) = self.ids.get(id) {
-            return n;
-        }
-        let n = self.names.len() as u32;
-        self.names.push(id.into());
-        self.ids.insert(id.into(), n);
-        n
     }
 
     fn add_one(&mut self, e: &Event) -> Result<(), String> {
@@ -334,7 +320,7 @@ impl Collector {
         // when its ids and day are this one's (three comparisons instead of four hash
         // lookups, most of them cache misses in tables of millions).
         let same = self.previous.filter(|&(k, _)| {
-            let id = |n: u32| (n != 0).then(|| &*self.names[n as usize]);
+            let id = |n: u32| self.ids.text(n);
             k.0 == day
                 && id(k.1) == Some(group)
                 && id(k.2) == e.user_id.as_deref()
@@ -344,9 +330,9 @@ impl Collector {
             Some((k, _)) => k,
             None => (
                 day,
-                self.intern(Some(group)),
-                self.intern(e.user_id.as_deref()),
-                self.intern(e.anonymous_id.as_deref()),
+                self.ids.intern(Some(group)),
+                self.ids.intern(e.user_id.as_deref()),
+                self.ids.intern(e.anonymous_id.as_deref()),
             ),
         };
         let found = match same {
@@ -493,8 +479,8 @@ impl Collector {
         let mut groups: Vec<u32> = self.keys.iter().map(|k| k.1).collect();
         groups.sort_unstable();
         groups.dedup();
-        groups.sort_unstable_by(|&a, &b| self.names[a as usize].cmp(&self.names[b as usize]));
-        let mut rank = vec![0u32; self.names.len()];
+        groups.sort_unstable_by(|&a, &b| self.ids.text(a).cmp(&self.ids.text(b)));
+        let mut rank = vec![0u32; self.ids.len()];
         for (r, &g) in groups.iter().enumerate() {
             rank[g as usize] = r as u32;
         }
@@ -525,7 +511,7 @@ impl Collector {
             2 => k.2,
             _ => k.3,
         };
-        (n != 0).then(|| &*self.names[n as usize])
+        self.ids.text(n)
     }
 
     /// Row `row`'s last event time (microseconds).
