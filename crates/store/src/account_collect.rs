@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use upmarket_core::model::{EventSelector, Model, SignalKind, VelocityMetric};
 use upmarket_core::{Event, EventKind};
 
+use crate::chunked::Chunked;
 use crate::rollup_collect::{property_path, tier_of, Class, Cond};
 
 /// How one match column is evaluated (see `account_rows::match_column`).
@@ -102,7 +103,15 @@ impl RowValues {
     }
 
     /// The packed match columns of `e`.
+    #[cfg(test)]
     pub(crate) fn marks(&self, e: &Event) -> Result<Vec<i64>, String> {
+        let mut out = Vec::new();
+        self.marks_into(e, &mut out)?;
+        Ok(out)
+    }
+
+    /// The packed match columns of `e`, into `out` (reused from event to event).
+    pub(crate) fn marks_into(&self, e: &Event, out: &mut Vec<i64>) -> Result<(), String> {
         let path = match e.kind {
             EventKind::Page | EventKind::Screen if self.reads_paths => {
                 property_path(e.properties.text())?
@@ -116,7 +125,8 @@ impl RowValues {
             }
             _ => Class::Other,
         };
-        let mut out = vec![0i64; self.columns];
+        out.clear();
+        out.resize(self.columns, 0);
         for (column, shift, eval) in &self.marks {
             let value = match eval {
                 MarkEval::Cond(c) => i64::from(c.test(class) == Some(true)),
@@ -132,7 +142,7 @@ impl RowValues {
             };
             out[*column] |= value << shift;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The trait columns of `e`: what an identify or group call declared.
@@ -388,6 +398,7 @@ mod tests {
 }
 
 /// One event kept by the collector (ids interned; 0 is NULL).
+#[derive(Clone, Copy)]
 struct Row {
     seq: i64,
     ts: i64,
@@ -420,11 +431,13 @@ pub(crate) struct AccountCollector {
     pub(crate) events: i64,
     pub(crate) broken: Option<String>,
     ids: crate::interner::Interner,
-    rows: Vec<Row>,
+    rows: Chunked<Row>,
     /// `values.columns` packed marks per row.
-    marks: Vec<i64>,
+    marks: Chunked<i64>,
     /// `values.traits.len()` interned trait values per row.
-    traits: Vec<u32>,
+    traits: Chunked<u32>,
+    /// One event's packed marks, before they are kept.
+    scratch: Vec<i64>,
     latest: Option<i64>,
     /// Grouped events folded as they came (older than [`AccountCollector::early_boundary`]):
     /// per (group, user, anonymous id), the last number and time.
@@ -438,15 +451,17 @@ pub(crate) struct AccountCollector {
 impl AccountCollector {
     /// None when the model has a match column only SQL evaluates.
     pub(crate) fn new(model: &Model, start_seq: i64) -> Option<AccountCollector> {
+        let values = RowValues::new(model)?;
         Some(AccountCollector {
-            values: RowValues::new(model)?,
+            rows: Chunked::new(1),
+            marks: Chunked::new(values.columns),
+            traits: Chunked::new(values.traits.len()),
+            scratch: Vec::new(),
+            values,
             start_seq,
             events: 0,
             broken: None,
             ids: crate::interner::Interner::default(),
-            rows: Vec::new(),
-            marks: Vec::new(),
-            traits: Vec::new(),
             latest: None,
             folds: HashMap::default(),
             previous_fold: None,
@@ -508,12 +523,7 @@ impl AccountCollector {
             f.1 = f.1.max(ts);
             return Ok(());
         }
-        let marks = self.values.marks(e)?;
-        let traits = if traits.is_empty() {
-            vec![None; self.values.traits.len()]
-        } else {
-            traits
-        };
+        self.values.marks_into(e, &mut self.scratch)?;
         let row = Row {
             seq,
             ts,
@@ -522,11 +532,16 @@ impl AccountCollector {
             anon: self.ids.intern(e.anonymous_id.as_deref()),
             group: self.ids.intern(e.group_id.as_deref()),
         };
-        self.rows.push(row);
-        self.marks.extend(marks);
-        for t in traits {
-            let n = self.ids.intern(t.as_deref());
-            self.traits.push(n);
+        self.rows.push([row]);
+        self.marks.push(self.scratch.iter().copied());
+        let ids = &mut self.ids;
+        if traits.is_empty() {
+            // Calls that declare none (all but identify and group): every trait NULL.
+            self.traits
+                .push(std::iter::repeat_n(0, self.values.traits.len()));
+        } else {
+            self.traits
+                .push(traits.iter().map(|t| ids.intern(t.as_deref())));
         }
         Ok(())
     }
@@ -548,11 +563,7 @@ impl AccountCollector {
 
     /// Row `values`' packed marks and interned traits.
     pub(crate) fn row_values(&self, values: usize) -> (&[i64], &[u32]) {
-        let (c, t) = (self.values.columns, self.values.traits.len());
-        (
-            &self.marks[values * c..(values + 1) * c],
-            &self.traits[values * t..(values + 1) * t],
-        )
+        (self.marks.row(values), self.traits.row(values))
     }
 
     /// The table's rows with the grouped events older than `kept_from` (microseconds) that
@@ -566,13 +577,10 @@ impl AccountCollector {
                 crate::account_rows::key_of(&format!("{tag}{}", self.ids.text(id).unwrap_or("")))
             })
         };
-        let width = self.values.traits.len();
         let mut out = Vec::with_capacity(self.rows.len());
         let mut folds = self.folds.clone();
-        for (i, r) in self.rows.iter().enumerate() {
-            let declares = self.traits[i * width..(i + 1) * width]
-                .iter()
-                .any(|&t| t != 0);
+        for (i, r) in self.rows.rows().map(|r| r[0]).enumerate() {
+            let declares = self.traits.row(i).iter().any(|&t| t != 0);
             if r.group != 0 && r.ts < kept_from && !declares {
                 let f = folds
                     .entry((r.group, r.user, r.anon))

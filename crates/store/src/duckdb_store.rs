@@ -680,6 +680,9 @@ impl Store for DuckDbStore {
         if keys.is_empty() {
             keys.reserve(events);
         }
+        if let Some(rollup) = self.collector.as_mut().and_then(|c| c.rollup.as_mut()) {
+            rollup.expect(events);
+        }
         Ok(())
     }
 

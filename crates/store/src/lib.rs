@@ -18,6 +18,7 @@ mod account_collect;
 mod account_rows;
 mod account_rows_out;
 mod attribution;
+mod chunked;
 mod columns;
 mod disk;
 mod duckdb_store;
