@@ -37,7 +37,7 @@ impl<T: Copy> Chunked<T> {
     /// Appends a row; `row` gives exactly `width` values (fewer leave the row short: a bug
     /// the debug build asserts).
     pub(crate) fn push(&mut self, row: impl IntoIterator<Item = T>) {
-        if self.len % CHUNK_ROWS == 0 {
+        if self.len.is_multiple_of(CHUNK_ROWS) {
             self.chunks
                 .push(Vec::with_capacity(CHUNK_ROWS * self.width));
         }
