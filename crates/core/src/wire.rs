@@ -297,9 +297,10 @@ fn value_end(b: &[u8], i: usize, string_end: impl Fn(usize) -> Option<usize>) ->
             }
         }
         _ => {
-            let n = b.get(i..)?.iter().position(|c| {
-                matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace()
-            });
+            let n = b
+                .get(i..)?
+                .iter()
+                .position(|c| matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace());
             Some(i + n.unwrap_or(b.len() - i))
         }
     }
@@ -451,7 +452,10 @@ mod tests {
             );
         }
         for not_an_object in ["[1]", "null", r#""groupId""#, "", "{", r#"{"groupId""#] {
-            assert!(scanned_context_view(not_an_object).is_none(), "{not_an_object}");
+            assert!(
+                scanned_context_view(not_an_object).is_none(),
+                "{not_an_object}"
+            );
         }
     }
 

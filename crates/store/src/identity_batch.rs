@@ -40,13 +40,14 @@ pub(crate) struct IdentityBatch {
     pub workspaces: IdMap<WorkspaceFacts>,
 }
 
-/// The value under `key`, inserted (default) when missing. The key is copied only then: most
-/// events name ids the batch has already seen.
-fn slot<'m, V: Default>(map: &'m mut IdMap<V>, key: &str) -> &'m mut V {
-    if !map.contains_key(key) {
-        map.insert(key.to_owned(), V::default());
+/// Runs `f` on the value under `key`, inserted (default) when missing. The key is copied only
+/// then, and found with one lookup when present: most events name ids the batch has already
+/// seen (a lookup to test and another to fetch were ~2.5% of an import's instructions).
+fn with_slot<V: Default, R>(map: &mut IdMap<V>, key: &str, f: impl FnOnce(&mut V) -> R) -> R {
+    match map.get_mut(key) {
+        Some(v) => f(v),
+        None => f(map.entry(key.to_owned()).or_default()),
     }
-    map.get_mut(key).expect("inserted above when missing")
 }
 
 fn widen(range: (&mut Option<DateTime<Utc>>, &mut Option<DateTime<Utc>>), t: DateTime<Utc>) {
@@ -61,14 +62,15 @@ impl IdentityBatch {
         let t = e.timestamp;
         // Users: anyone with a userId, with traits from identify calls.
         if let Some(user) = &e.user_id {
-            let facts = slot(&mut self.users, user);
-            widen((&mut facts.first_seen, &mut facts.last_seen), t);
-            if e.kind == EventKind::Identify {
-                facts.traits.extend(e.traits.to_map());
-            }
-            if let Some(email) = e.email() {
-                facts.email = Some(email.to_string());
-            }
+            with_slot(&mut self.users, user, |facts| {
+                widen((&mut facts.first_seen, &mut facts.last_seen), t);
+                if e.kind == EventKind::Identify {
+                    facts.traits.extend(e.traits.to_map());
+                }
+                if let Some(email) = e.email() {
+                    facts.email = Some(email.to_string());
+                }
+            });
         }
         // Aliases: an anonymousId seen with a userId is that user; alias calls merge ids.
         let mut link = |alias: &str, user: &str| {
@@ -99,19 +101,23 @@ impl IdentityBatch {
             e.kind == EventKind::Group && e.event.as_deref() == Some(GROUP_IDENTIFY);
         if let Some(ws) = &e.group_id {
             if !declares_group_only {
-                let of_user = slot(&mut self.memberships, e.distinct_id());
-                match of_user.get_mut(ws.as_str()) {
-                    Some(since) => *since = (*since).min(t),
-                    None => {
-                        of_user.insert(ws.clone(), t);
-                    }
+                with_slot(
+                    &mut self.memberships,
+                    e.distinct_id(),
+                    |of_user| match of_user.get_mut(ws.as_str()) {
+                        Some(since) => *since = (*since).min(t),
+                        None => {
+                            of_user.insert(ws.clone(), t);
+                        }
+                    },
+                );
+            }
+            with_slot(&mut self.workspaces, ws, |facts| {
+                facts.first_seen = Some(facts.first_seen.map_or(t, |f| f.min(t)));
+                if e.kind == EventKind::Group {
+                    facts.traits.extend(e.traits.to_map());
                 }
-            }
-            let facts = slot(&mut self.workspaces, ws);
-            facts.first_seen = Some(facts.first_seen.map_or(t, |f| f.min(t)));
-            if e.kind == EventKind::Group {
-                facts.traits.extend(e.traits.to_map());
-            }
+            });
         }
     }
 }
