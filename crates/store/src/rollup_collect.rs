@@ -237,8 +237,10 @@ pub(crate) struct Collector {
     busy: std::time::Duration,
     /// The last event's key and row.
     previous: Option<(Key, u32)>,
-    /// The contributions of a track event, by name (few distinct names).
-    track: HashMap<Box<str>, Box<[i64]>, ahash::RandomState>,
+    /// The contributions of a track event, by name (few distinct names): their index in
+    /// `track_contributions`, found with one lookup.
+    track: HashMap<Box<str>, usize, ahash::RandomState>,
+    track_contributions: Vec<Box<[i64]>>,
     /// The contributions of an identify, group or alias call.
     other: Box<[i64]>,
     scratch: Vec<i64>,
@@ -276,6 +278,7 @@ impl Collector {
             previous: None,
             busy: std::time::Duration::ZERO,
             track: HashMap::default(),
+            track_contributions: Vec::new(),
             other,
             scratch: Vec::new(),
         })
@@ -389,15 +392,21 @@ impl Collector {
                 let name = e.event.as_deref();
                 match name {
                     Some(n) => {
-                        if !self.track.contains_key(n) {
-                            let c = self
-                                .evals
-                                .iter()
-                                .map(|ev| ev.contribution(Class::Track(Some(n))))
-                                .collect();
-                            self.track.insert(n.into(), c);
-                        }
-                        &self.track[n]
+                        let at = match self.track.get(n) {
+                            Some(&at) => at,
+                            None => {
+                                let c = self
+                                    .evals
+                                    .iter()
+                                    .map(|ev| ev.contribution(Class::Track(Some(n))))
+                                    .collect();
+                                self.track_contributions.push(c);
+                                let at = self.track_contributions.len() - 1;
+                                self.track.insert(n.into(), at);
+                                at
+                            }
+                        };
+                        &self.track_contributions[at]
                     }
                     None => {
                         self.scratch.clear();
