@@ -579,7 +579,7 @@ impl AccountCollector {
         };
         let mut out = Vec::with_capacity(self.rows.len());
         let mut folds = self.folds.clone();
-        for (i, r) in self.rows.rows().map(|r| r[0]).enumerate() {
+        for (i, r) in self.rows.ones().enumerate() {
             let declares = self.traits.row(i).iter().any(|&t| t != 0);
             if r.group != 0 && r.ts < kept_from && !declares {
                 let f = folds

@@ -70,6 +70,11 @@ impl<T: Copy> Chunked<T> {
     pub(crate) fn one(&self, i: usize) -> T {
         self.row(i)[0]
     }
+
+    /// Every row's single value, in order (for width-1 tables).
+    pub(crate) fn ones(&self) -> impl Iterator<Item = T> + '_ {
+        self.rows().map(|r| r[0])
+    }
 }
 
 #[cfg(test)]
@@ -99,7 +104,9 @@ mod tests {
         assert_eq!(t.rows().count(), n);
         let mut ones = Chunked::new(1);
         ones.push([9u32]);
+        ones.push([8u32]);
         assert_eq!(ones.one(0), 9);
+        assert_eq!(ones.ones().collect::<Vec<_>>(), [9, 8]);
         let mut none = Chunked::<u32>::new(0);
         none.push([]);
         none.push([]);
