@@ -85,7 +85,8 @@ fn a_checkpoint_empties_the_log_it_was_asked_about() {
 }
 
 /// A store made before migration 8 (a primary key on `events`) keeps its events, their order
-/// and their deduplication when it is opened by this build.
+/// and their deduplication when it is opened by this build, and its message ids are then
+/// compressed with zstd (migration 10).
 #[test]
 fn a_store_with_keyed_events_is_migrated_without_loss() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,6 +132,17 @@ fn a_store_with_keyed_events_is_migrated_without_loss() {
         )
         .unwrap();
     assert!(in_order, "rows keep their physical order");
+    let ddl: String = conn
+        .query_row(
+            "SELECT sql FROM duckdb_tables() WHERE table_name = 'events'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        ddl.contains("message_id VARCHAR USING COMPRESSION ZSTD NOT NULL"),
+        "{ddl}"
+    );
     assert_eq!(
         store.append(&[t("m1"), t("new"), t("m300")]).unwrap(),
         vec![
