@@ -510,8 +510,8 @@ fn register(
 }
 
 /// Creates the model's account rows, covering the events through `newest`, from rows an import
-/// collected: `fill` inserts them into the base (named, with the fold's boundary), sorted as
-/// the base is, on connections of its own. Three steps: the empty tables (committed, so other
+/// collected and folded at `from` ([`kept_from`]): `fill` inserts them into the base (named),
+/// sorted as the base is, on connections of its own. Three steps: the empty tables (committed, so other
 /// connections see them), `fill`, then the `_ids` table and the registry row in one
 /// transaction. Until that registry row exists nothing reads the tables, and a failure on the
 /// way leaves them to `current`, which creates them anew from the events. Returns false, doing
@@ -520,7 +520,8 @@ pub(crate) fn create_collected(
     conn: &Connection,
     model: &Model,
     newest: i64,
-    fill: &dyn Fn(&str, NaiveDateTime) -> Result<(), StoreError>,
+    from: NaiveDateTime,
+    fill: &dyn Fn(&str) -> Result<(), StoreError>,
 ) -> Result<bool, StoreError> {
     let (base, delta, ids) = names(model);
     let exists: Option<i64> = conn
@@ -541,7 +542,6 @@ pub(crate) fn create_collected(
         }
         done
     };
-    let from = kept_from(conn, model)?;
     in_transaction(&|| {
         crate::rollup::drop_stale(conn, "account_row_tables", &["_delta", "_ids"])?;
         drop_earlier_layouts(conn)?;
@@ -553,7 +553,7 @@ pub(crate) fn create_collected(
         ))?;
         Ok(())
     })?;
-    fill(&base, from)?;
+    fill(&base)?;
     in_transaction(&|| {
         conn.execute_batch(&ids_table_sql(&base, &ids))?;
         register(conn, &base, newest, newest, 0, Some(from))
