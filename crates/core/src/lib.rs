@@ -20,6 +20,7 @@ pub mod posthog;
 pub mod segment;
 mod time;
 mod wire;
+mod wire_scan;
 
 pub use error::EventError;
 pub use event::{email_of, Event, EventKind, IngestSource, JsonObject};

@@ -4,13 +4,12 @@
 //! SDKs send the same shape. Unknown fields are ignored, as Segment does.
 
 use chrono::{DateTime, Utc};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::{json_type, EventError};
 use crate::event::{Event, EventKind, IngestSource, JsonObject};
 use crate::time::{parse_scalar_timestamp, parse_timestamp};
-use crate::wire::{email_from, ContextView, Scalar, WireEvent};
+use crate::wire::{email_from, ContextView, Raw, Scalar, WireEvent};
 
 /// Longest id (userId, anonymousId, groupId, messageId...) accepted, in characters.
 pub const MAX_ID_CHARS: usize = 1024;
@@ -117,6 +116,9 @@ fn check_size(raw: &str, ctx: &ParseContext) -> Result<(), EventError> {
 
 /// Reads the fields of one event; anything but a JSON object is refused.
 fn read_wire(raw: &str) -> Result<WireEvent<'_>, EventError> {
+    if let Some(wire) = crate::wire_scan::event(raw) {
+        return Ok(wire);
+    }
     match raw.trim_start().as_bytes().first() {
         Some(b'{') => serde_json::from_str(raw).map_err(|e| EventError::InvalidJson(e.to_string())),
         _ => match serde_json::from_str::<Value>(raw) {
@@ -155,7 +157,8 @@ fn event_from_wire(
         return Err(EventError::MissingIdentity);
     }
     let mut context = object_field(w.context, "context")?;
-    if let Some(batch_ctx) = defaults.context.as_ref().filter(|c| !c.is_empty()) {
+    let batch_context = defaults.context.as_ref().filter(|c| !c.is_empty());
+    if let Some(batch_ctx) = batch_context {
         let mut merged = context.to_map();
         for (k, v) in batch_ctx {
             merged.entry(k.clone()).or_insert_with(|| v.clone());
@@ -168,10 +171,14 @@ fn event_from_wire(
     let name = string_field(&w.name, "name")?;
     let previous_id = id_field(&w.previous_id, "previousId")?;
     let mut group_id = id_field(&w.group_id, "groupId")?;
-    let context_view: ContextView = context
-        .text()
-        .map(crate::wire::context_view)
-        .unwrap_or_default();
+    // The view read with the event, unless the batch's context was merged in.
+    let context_view: ContextView = match w.context_view {
+        Some(view) if batch_context.is_none() => view,
+        _ => context
+            .text()
+            .map(crate::wire::context_view)
+            .unwrap_or_default(),
+    };
     if group_id.is_none() && kind != EventKind::Group {
         group_id = match &context_view.group_id {
             None | Some(Scalar::Null) => None,
@@ -222,7 +229,7 @@ fn event_from_wire(
         _ => ctx.received_at,
     };
     let timestamp = corrected_timestamp(original_timestamp, sent_at, received_at);
-    let email = email_from(kind, traits.text(), context_view.traits.map(RawValue::get));
+    let email = email_from(kind, traits.text(), context_view.traits.map(Raw::get));
     Ok(Event {
         kind,
         event,
@@ -320,10 +327,10 @@ fn string_field(v: &Option<Scalar>, field: &'static str) -> Result<Option<String
     }
 }
 
-fn object_field(v: Option<&RawValue>, field: &'static str) -> Result<JsonObject, EventError> {
+fn object_field(v: Option<Raw>, field: &'static str) -> Result<JsonObject, EventError> {
     match v {
         None => Ok(JsonObject::empty()),
-        Some(raw) => JsonObject::from_raw(raw, field),
+        Some(raw) => JsonObject::from_raw(raw.get(), field),
     }
 }
 

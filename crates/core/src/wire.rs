@@ -117,14 +117,35 @@ impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
     }
 }
 
+/// A JSON value's text exactly as it was sent, validated (a field kept whole: `properties`,
+/// `traits`, `context`). Read through serde_json's `RawValue`, or by [`crate::wire_scan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Raw<'a>(pub(crate) &'a str);
+
+impl<'a> Raw<'a> {
+    /// The text.
+    pub(crate) fn get(self) -> &'a str {
+        self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Raw<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'de RawValue>::deserialize(d).map(|r| Raw(r.get()))
+    }
+}
+
 /// Defines a view of a JSON object: a struct of optional fields, each read from the member of
-/// the given name (the last one wins when a name repeats), every other member skipped unread.
+/// the given name (the last one wins when a name repeats), every other member skipped unread;
+/// `extra` fields are never read from the JSON (left None by serde).
 macro_rules! object_view {
-    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty = $key:literal,)* }) => {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ty = $key:literal,)* }
+     $(extra { $($(#[$xdoc:meta])* $xfield:ident: $xty:ty,)* })?) => {
         $(#[$doc])*
         #[derive(Debug, Default)]
         pub(crate) struct $name<'a> {
             $($(#[$fdoc])* pub $field: Option<$ty>,)*
+            $($($(#[$xdoc])* pub $xfield: Option<$xty>,)*)?
         }
 
         impl<'de: 'a, 'a> Deserialize<'de> for $name<'a> {
@@ -180,10 +201,14 @@ object_view! {
         sent_at: Scalar<'a> = "sentAt",
         received_at: Scalar<'a> = "receivedAt",
         /// The objects, as their text.
-        properties: &'a RawValue = "properties",
-        traits: &'a RawValue = "traits",
-        context: &'a RawValue = "context",
+        properties: Raw<'a> = "properties",
+        traits: Raw<'a> = "traits",
+        context: Raw<'a> = "context",
         distinct_id: IgnoredAny = "distinct_id",
+    } extra {
+        /// `context`'s own view, when the reading picked it up on the way
+        /// ([`crate::wire_scan`]); else it is read from `context`'s text.
+        context_view: ContextView<'a>,
     }
 }
 
@@ -191,15 +216,16 @@ object_view! {
     /// What identity needs from `context`: its `groupId` and `traits`.
     ContextView {
         group_id: Scalar<'a> = "groupId",
-        traits: &'a RawValue = "traits",
+        traits: Raw<'a> = "traits",
     }
 }
 
 /// What identity needs from `context` (a JSON object's text): its `groupId` and `traits`. The
-/// object is parsed only when its text could name either: contexts that SDKs send are mostly
+/// object is read only when its text could name either: contexts that SDKs send are mostly
 /// `library`, `page`, `userAgent`, `ip`…, and parsing them a second time was a quarter of
 /// reading a typical analytics.js track event (1.32 µs, 1.00 with this check). A name written
-/// with an escape (`\u0067roupId`) contains a backslash, so it is parsed too.
+/// with an escape (`\u0067roupId`) contains a backslash, so it is read too: by
+/// [`crate::wire_scan::context`] when it can vouch for the text, else by serde_json.
 pub(crate) fn context_view(text: &str) -> ContextView<'_> {
     use memchr::memmem::Finder;
     use std::sync::OnceLock;
@@ -208,118 +234,11 @@ pub(crate) fn context_view(text: &str) -> ContextView<'_> {
     let names = NAMES.get_or_init(|| [Finder::new("groupId"), Finder::new("traits")]);
     let bytes = text.as_bytes();
     let may_name = names.iter().any(|n| n.find(bytes).is_some());
-    let escapes = memchr::memchr(b'\\', bytes).is_some();
-    if !may_name && !escapes {
+    if !may_name && memchr::memchr(b'\\', bytes).is_none() {
         return ContextView::default();
     }
-    if !escapes {
-        if let Some(view) = scanned_context_view(text) {
-            return view;
-        }
-    }
-    serde_json::from_str(text).unwrap_or_default()
-}
-
-/// [`context_view`] for an object's text without a backslash, as serde_json validated it (the
-/// event's `context` member): its top-level members found by scanning, strings running from
-/// quote to quote, only the two values wanted parsed. Reading a typical SDK context this way
-/// took ~1,240 instructions against ~1,590 for parsing it whole again (callgrind, 200k
-/// simulated events: parsing an event 9,220 → 8,870). None (serde_json reads it instead) for
-/// anything but an object.
-fn scanned_context_view(text: &str) -> Option<ContextView<'_>> {
-    let b = text.as_bytes();
-    let mut view = ContextView::default();
-    let mut i = skip_ws(b, 0);
-    if b.get(i) != Some(&b'{') {
-        return None;
-    }
-    i = skip_ws(b, i + 1);
-    if b.get(i) == Some(&b'}') {
-        return Some(view);
-    }
-    loop {
-        if b.get(i) != Some(&b'"') {
-            return None;
-        }
-        let key_end = string_end(b, i)?;
-        let key = text.get(i + 1..key_end - 1)?;
-        i = skip_ws(b, key_end);
-        if b.get(i) != Some(&b':') {
-            return None;
-        }
-        let start = skip_ws(b, i + 1);
-        let end = value_end(b, start)?;
-        let value = text.get(start..end)?;
-        match key {
-            "groupId" => view.group_id = Some(scanned_scalar(value)?),
-            "traits" => view.traits = Some(serde_json::from_str(value).ok()?),
-            _ => {}
-        }
-        i = skip_ws(b, end);
-        match b.get(i) {
-            Some(b',') => i = skip_ws(b, i + 1),
-            Some(b'}') => return Some(view),
-            _ => return None,
-        }
-    }
-}
-
-/// The first position from `i` that is not JSON whitespace.
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
-    while b.get(i).is_some_and(u8::is_ascii_whitespace) {
-        i += 1;
-    }
-    i
-}
-
-/// The end (just past its closing quote) of the string opening at `i`, in text without
-/// backslashes.
-fn string_end(b: &[u8], i: usize) -> Option<usize> {
-    memchr::memchr(b'"', b.get(i + 1..)?).map(|n| i + n + 2)
-}
-
-/// The end of the JSON value starting at `i`, in text without backslashes.
-fn value_end(b: &[u8], i: usize) -> Option<usize> {
-    match b.get(i)? {
-        b'"' => string_end(b, i),
-        b'{' | b'[' => {
-            let mut depth = 0usize;
-            let mut j = i;
-            loop {
-                match b.get(j)? {
-                    b'"' => {
-                        j = string_end(b, j)?;
-                        continue;
-                    }
-                    b'{' | b'[' => depth += 1,
-                    b'}' | b']' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            return Some(j + 1);
-                        }
-                    }
-                    _ => {}
-                }
-                j += 1;
-            }
-        }
-        _ => {
-            let n = b
-                .get(i..)?
-                .iter()
-                .position(|c| matches!(c, b',' | b'}' | b']') || c.is_ascii_whitespace());
-            Some(i + n.unwrap_or(b.len() - i))
-        }
-    }
-}
-
-/// A member's value as [`Scalar`]: a string (without escapes) borrowed as it is, anything else
-/// parsed.
-fn scanned_scalar(value: &str) -> Option<Scalar<'_>> {
-    match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-        Some(s) => Some(Scalar::String(Cow::Borrowed(s))),
-        None => serde_json::from_str(value).ok(),
-    }
+    crate::wire_scan::context(text)
+        .unwrap_or_else(|| serde_json::from_str(text).unwrap_or_default())
 }
 
 object_view! {
@@ -380,8 +299,8 @@ mod tests {
         assert_eq!(w.kind, Some(Scalar::String("track".into())));
         assert_eq!(w.user_id, Some(Scalar::Number(42.into())));
         assert_eq!(w.event, Some(Scalar::String("Señal".into())));
-        assert_eq!(w.properties.map(RawValue::get), Some(r#"{"b":2, "a":"x"}"#));
-        assert_eq!(w.context.map(RawValue::get), Some("null"));
+        assert_eq!(w.properties.map(Raw::get), Some(r#"{"b":2, "a":"x"}"#));
+        assert_eq!(w.context.map(Raw::get), Some("null"));
         assert!(w.distinct_id.is_some());
         assert_eq!(w.anonymous_id, None);
     }
@@ -423,7 +342,7 @@ mod tests {
         );
         let traits = context_view(r#"{"traits":{"email":"a@b.co"}}"#)
             .traits
-            .map(RawValue::get);
+            .map(Raw::get);
         assert_eq!(traits, Some(r#"{"email":"a@b.co"}"#));
         assert!(context_view(r#"{"tr\u0061its":{"email":"a@b.co"}}"#)
             .traits
@@ -432,35 +351,41 @@ mod tests {
     }
 
     /// The scan finds what serde_json finds, for every shape of member before, around and
-    /// inside the ones wanted.
+    /// inside the ones wanted; what it declines, serde_json reads, to the same view.
     #[test]
     fn a_scanned_context_equals_the_parsed_one() {
-        let cases = [
+        let same = |a: &ContextView, b: &ContextView, text: &str| {
+            assert_eq!(a.group_id, b.group_id, "{text}");
+            assert_eq!(a.traits.map(Raw::get), b.traits.map(Raw::get), "{text}");
+        };
+        let scanned = [
             r#"{"groupId":"ws1","library":{"name":"x"}}"#,
             r#"{"library":{"name":"x","groupId":"nested"},"groupId":"top"}"#,
             r#" { "groupId" : 42 , "traits" : { "email" : "a@b.co" , "n" : [1,{"x":"}"}] } } "#,
             r#"{"groupId":null,"traits":null}"#,
             r#"{"groupId":"a","groupId":"b","traits":{"email":"x@y.z"},"traits":{}}"#,
             r#"{"page":{"path":"/a,b}"},"groupId":true,"ip":"1.2.3.4"}"#,
-            r#"{"groupId":["x"],"traits":[1,2]}"#,
-            r#"{"groupId":1.5e3}"#,
             r#"{"traits":"text","groupId":"{not an object}"}"#,
             r#"{}"#,
             r#"{"a":[],"b":{},"groupId":"é"}"#,
         ];
-        for text in cases {
-            let scanned = scanned_context_view(text).expect(text);
+        for text in scanned {
             let parsed: ContextView = serde_json::from_str(text).unwrap();
-            assert_eq!(scanned.group_id, parsed.group_id, "{text}");
-            assert_eq!(
-                scanned.traits.map(RawValue::get),
-                parsed.traits.map(RawValue::get),
-                "{text}"
-            );
+            same(&crate::wire_scan::context(text).expect(text), &parsed, text);
+        }
+        let declined = [
+            r#"{"groupId":["x"],"traits":[1,2]}"#,
+            r#"{"groupId":1.5e3}"#,
+            r#"{"gr\u006fupId":"g"}"#,
+        ];
+        for text in declined {
+            assert!(crate::wire_scan::context(text).is_none(), "{text}");
+            let parsed: ContextView = serde_json::from_str(text).unwrap();
+            same(&context_view(text), &parsed, text);
         }
         for not_an_object in ["[1]", "null", r#""groupId""#, "", "{", r#"{"groupId""#] {
             assert!(
-                scanned_context_view(not_an_object).is_none(),
+                crate::wire_scan::context(not_an_object).is_none(),
                 "{not_an_object}"
             );
         }
