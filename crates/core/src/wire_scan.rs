@@ -180,24 +180,32 @@ impl<'a> Scanner<'a> {
     /// with each key, positioned at its value (whitespace skipped), and must read the value.
     fn object(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
         self.eat(b'{')?;
+        self.items(b'}', |s| {
+            let key = s.string()?;
+            s.ws();
+            s.eat(b':')?;
+            s.ws();
+            member(s, key)
+        })
+    }
+
+    /// The items of an array or object just opened, each read by `item`, separated by commas
+    /// and ended by `close` (no trailing comma).
+    fn items(&mut self, close: u8, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
         self.ws();
-        if self.peek() == Some(b'}') {
+        if self.peek() == Some(close) {
             self.i += 1;
             return Some(());
         }
         loop {
-            let key = self.string()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
-            member(self, key)?;
+            item(self)?;
             self.ws();
             match self.peek()? {
                 b',' => {
                     self.i += 1;
                     self.ws();
                 }
-                b'}' => {
+                c if c == close => {
                     self.i += 1;
                     return Some(());
                 }
@@ -325,26 +333,7 @@ impl<'a> Scanner<'a> {
 
     fn array(&mut self) -> Option<()> {
         self.eat(b'[')?;
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.i += 1;
-            return Some(());
-        }
-        loop {
-            self.skip()?;
-            self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.i += 1;
-                    self.ws();
-                }
-                b']' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+        self.items(b']', Self::skip)
     }
 
     fn literal(&mut self, word: &[u8]) -> Option<()> {
