@@ -341,12 +341,14 @@ mod tests {
         let from = crate::account_rows::kept_from(&conn, &m).unwrap();
         let from_us = from.and_utc().timestamp_micros();
         assert!(!c.folds.is_empty(), "some events were folded as they came");
-        let rows = c.rows(from_us);
+        let out = c.rows(from_us).unwrap();
+        let rows = &out.rows;
         let ours: Vec<String> = rows
             .iter()
             .map(|r| {
                 let id = |n: u32| c.name(n).unwrap_or("NULL").to_string();
-                let (marks, traits) = match r.values {
+                let d = c.detail(&out, r);
+                let (marks, traits) = match d.values {
                     Some(v) => {
                         let (m, t) = c.row_values(v);
                         (
@@ -361,11 +363,11 @@ mod tests {
                     r.groupless,
                     r.k,
                     r.seq,
-                    r.ts,
-                    id(r.event),
-                    id(r.user),
-                    id(r.anon),
-                    id(r.group),
+                    d.ts,
+                    id(d.event),
+                    id(d.user),
+                    id(d.anon),
+                    id(d.group),
                     marks.join(","),
                     traits.join(",")
                 )
@@ -386,7 +388,7 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert!(
-            rows.iter().any(|r| r.values.is_none()),
+            rows.iter().any(|r| c.detail(&out, r).values.is_none()),
             "some rows are folded"
         );
         assert!(rows.iter().any(|r| r.groupless), "some rows are group-less");
@@ -408,12 +410,39 @@ struct Row {
     group: u32,
 }
 
-/// A row of the account rows table as the collector writes it.
-#[derive(Debug, Clone, PartialEq)]
+/// A row of the account rows table as the collector writes it: its sort key, and where the
+/// rest of it is. 24 bytes: the 10M import writes 3.6M of them, which as whole rows (64 bytes)
+/// were 230 MB of fresh memory to fault in and sort.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct OutRow {
     pub groupless: bool,
     pub k: u64,
     pub seq: i64,
+    /// A collected row's index, or [`FOLDED`] and the index of a row in [`OutRows::folded`].
+    at: u32,
+}
+
+/// Set in [`OutRow::at`] for a folded row.
+const FOLDED: u32 = 1 << 31;
+
+/// The rows to write, sorted, and the folded rows they point to.
+pub(crate) struct OutRows {
+    pub rows: Vec<OutRow>,
+    pub folded: Vec<Folded>,
+}
+
+/// A row that stands for older grouped events of one set of ids (their last time; the last
+/// number is the [`OutRow`]'s).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Folded {
+    ts: i64,
+    user: u32,
+    anon: u32,
+    group: u32,
+}
+
+/// An [`OutRow`]'s other columns.
+pub(crate) struct OutDetail {
     pub ts: i64,
     /// Interned ids (0: NULL).
     pub event: u32,
@@ -568,8 +597,12 @@ impl AccountCollector {
 
     /// The table's rows with the grouped events older than `kept_from` (microseconds) that
     /// declare no trait folded into one row per key and ids, sorted by (groupless, key, seq):
-    /// what `account_rows::folded` over `keyed_rows` gives.
-    pub(crate) fn rows(&self, kept_from: i64) -> Vec<OutRow> {
+    /// what `account_rows::folded` over `keyed_rows` gives. None (SQL builds the rows) past
+    /// 2^31 collected rows, which [`OutRow`] cannot point to.
+    pub(crate) fn rows(&self, kept_from: i64) -> Option<OutRows> {
+        if self.rows.len() >= FOLDED as usize {
+            return None;
+        }
         let mut keys: HashMap<u32, u64, ahash::RandomState> = HashMap::default();
         let mut key = |tag: char, id: u32| -> u64 {
             let packed = (id << 1) | u32::from(tag == 'i');
@@ -598,28 +631,52 @@ impl AccountCollector {
                 groupless,
                 k,
                 seq: r.seq,
-                ts: r.ts,
-                event: r.event,
-                user: r.user,
-                anon: r.anon,
-                group: r.group,
-                values: Some(i),
+                // Below 2^31 (checked above).
+                at: i as u32,
             });
         }
+        let mut folded = Vec::with_capacity(folds.len());
         for ((group, user, anon), (seq, ts)) in folds {
+            let at = u32::try_from(folded.len()).ok().filter(|&n| n < FOLDED)?;
             out.push(OutRow {
                 groupless: false,
                 k: key('g', group),
                 seq,
+                at: FOLDED | at,
+            });
+            folded.push(Folded {
                 ts,
-                event: 0,
                 user,
                 anon,
                 group,
-                values: None,
             });
         }
         out.sort_unstable_by_key(|r| (r.groupless, r.k, r.seq));
-        out
+        Some(OutRows { rows: out, folded })
+    }
+
+    /// Row `r`'s other columns (`r` one of `out`'s rows).
+    pub(crate) fn detail(&self, out: &OutRows, r: &OutRow) -> OutDetail {
+        if r.at & FOLDED != 0 {
+            let f = out.folded[(r.at & !FOLDED) as usize];
+            return OutDetail {
+                ts: f.ts,
+                event: 0,
+                user: f.user,
+                anon: f.anon,
+                group: f.group,
+                values: None,
+            };
+        }
+        let i = r.at as usize;
+        let row = self.rows.one(i);
+        OutDetail {
+            ts: row.ts,
+            event: row.event,
+            user: row.user,
+            anon: row.anon,
+            group: row.group,
+            values: Some(i),
+        }
     }
 }

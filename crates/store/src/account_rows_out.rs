@@ -9,7 +9,7 @@ use duckdb::core::{DataChunkHandle, LogicalTypeHandle, LogicalTypeId};
 use duckdb::vtab::{BindInfo, InitInfo, TableFunctionInfo, VTab};
 use duckdb::{ffi, Connection};
 
-use crate::account_collect::{AccountCollector, OutRow};
+use crate::account_collect::{AccountCollector, OutDetail, OutRow, OutRows};
 use crate::event_rows::{fill_nullable, string_t, TooLong, EMPTY};
 use crate::lend::{token_parameter, Bound, Progress, Shelf};
 use crate::sql::quote_ident;
@@ -23,13 +23,14 @@ pub(crate) fn register(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A collector's output rows.
+/// A collector's output rows: `rows`, some of `out.rows`.
 struct View {
     collector: *const AccountCollector,
+    out: *const OutRows,
     rows: *const [OutRow],
 }
 
-// SAFETY: both pointers are only read, from any thread, while the `Loan` guard that borrows
+// SAFETY: the pointers are only read, from any thread, while the `Loan` guard that borrows
 // them is alive (see `insert`).
 unsafe impl Send for View {}
 // SAFETY: as for `Send`: shared access only reads.
@@ -37,15 +38,17 @@ unsafe impl Sync for View {}
 
 static LENT: Shelf<View> = Shelf::new();
 
-/// Inserts `rows` (of `collector`) into account rows table `table`, in order.
+/// Inserts `rows` (some of `out`'s, of `collector`) into account rows table `table`, in order.
 pub(crate) fn insert(
     conn: &Connection,
     table: &str,
     collector: &AccountCollector,
+    out: &OutRows,
     rows: &[OutRow],
 ) -> Result<(), StoreError> {
     let loan = LENT.lend(View {
         collector: collector as *const AccountCollector,
+        out: out as *const OutRows,
         rows: rows as *const [OutRow],
     });
     conn.execute(
@@ -99,10 +102,10 @@ impl VTab for AccountRowsOut {
     ) -> Result<(), Box<dyn std::error::Error>> {
         let view = LENT.lent(func.get_bind_data().token, FUNCTION)?;
         // SAFETY: see `View`.
-        let (collector, all) = unsafe { (&*view.collector, &*view.rows) };
+        let (collector, out, all) = unsafe { (&*view.collector, &*view.out, &*view.rows) };
         let capacity = output.flat_vector(0).capacity();
         let rows = &all[func.get_init_data().claim(all.len(), capacity)];
-        fill(output, collector, rows)?;
+        fill(output, collector, out, rows)?;
         output.set_len(rows.len());
         Ok(())
     }
@@ -112,9 +115,15 @@ impl VTab for AccountRowsOut {
     }
 }
 
-/// Writes `rows` into `out`'s vectors (in the bound columns' order).
-fn fill(out: &mut DataChunkHandle, c: &AccountCollector, rows: &[OutRow]) -> Result<(), TooLong> {
+/// Writes `rows` (some of `all`'s) into `out`'s vectors (in the bound columns' order).
+fn fill(
+    out: &mut DataChunkHandle,
+    c: &AccountCollector,
+    all: &OutRows,
+    rows: &[OutRow],
+) -> Result<(), TooLong> {
     let n = rows.len();
+    let details: Vec<_> = rows.iter().map(|r| c.detail(all, r)).collect();
     let raw = |col: usize| {
         // SAFETY: `col` is one of the chunk's columns.
         unsafe { ffi::duckdb_data_chunk_get_vector(out.get_ptr(), col as u64) }
@@ -144,20 +153,20 @@ fn fill(out: &mut DataChunkHandle, c: &AccountCollector, rows: &[OutRow]) -> Res
         *slot = r.seq;
     }
     let mut v = out.flat_vector(3);
-    for (slot, r) in unsafe { v.as_mut_slice_with_len::<i64>(n) }
+    for (slot, d) in unsafe { v.as_mut_slice_with_len::<i64>(n) }
         .iter_mut()
-        .zip(rows)
+        .zip(&details)
     {
-        *slot = r.ts;
+        *slot = d.ts;
     }
-    let ids: [fn(&OutRow) -> u32; 4] = [|r| r.event, |r| r.user, |r| r.anon, |r| r.group];
+    let ids: [fn(&OutDetail) -> u32; 4] = [|d| d.event, |d| d.user, |d| d.anon, |d| d.group];
     for (j, id) in ids.into_iter().enumerate() {
         let col = 4 + j;
         let mut v = out.flat_vector(col);
         let vector = raw(col);
         unsafe {
             fill_nullable(&mut v, vector, n, EMPTY, |i| {
-                c.name(id(&rows[i]))
+                c.name(id(&details[i]))
                     .map(|s| string_t(s).ok_or(TooLong(s.len())))
                     .transpose()
             })
@@ -166,11 +175,11 @@ fn fill(out: &mut DataChunkHandle, c: &AccountCollector, rows: &[OutRow]) -> Res
     let (marks, traits) = c.widths();
     for m in 0..marks {
         let mut v = out.flat_vector(8 + m);
-        for (slot, r) in unsafe { v.as_mut_slice_with_len::<i64>(n) }
+        for (slot, d) in unsafe { v.as_mut_slice_with_len::<i64>(n) }
             .iter_mut()
-            .zip(rows)
+            .zip(&details)
         {
-            *slot = r.values.map_or(0, |x| c.row_values(x).0[m]);
+            *slot = d.values.map_or(0, |x| c.row_values(x).0[m]);
         }
     }
     for t in 0..traits {
@@ -179,7 +188,7 @@ fn fill(out: &mut DataChunkHandle, c: &AccountCollector, rows: &[OutRow]) -> Res
         let vector = raw(col);
         unsafe {
             fill_nullable(&mut v, vector, n, EMPTY, |i| {
-                rows[i]
+                details[i]
                     .values
                     .and_then(|x| c.name(c.row_values(x).1[t]))
                     .map(|s| string_t(s).ok_or(TooLong(s.len())))

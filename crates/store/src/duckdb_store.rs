@@ -427,16 +427,18 @@ impl DuckDbStore {
         &self,
         base: &str,
         collector: &crate::account_collect::AccountCollector,
-        rows: &[crate::account_collect::OutRow],
+        out: &crate::account_collect::OutRows,
     ) -> Result<(), StoreError> {
+        let rows = &out.rows;
         let groups = rows.len().div_ceil(ROW_GROUP_EVENTS);
         let split = (groups / 2 * ROW_GROUP_EVENTS).min(rows.len());
         let (first, second) = rows.split_at(split);
         let other = self.conn.try_clone()?;
         std::thread::scope(|scope| {
-            let later = scope
-                .spawn(move || crate::account_rows_out::insert(&other, base, collector, second));
-            let now = crate::account_rows_out::insert(&self.conn, base, collector, first);
+            let later = scope.spawn(move || {
+                crate::account_rows_out::insert(&other, base, collector, out, second)
+            });
+            let now = crate::account_rows_out::insert(&self.conn, base, collector, out, first);
             let later = later.join().unwrap_or(Err(StoreError::Stopped));
             now.and(later)
         })
@@ -728,7 +730,7 @@ impl Store for DuckDbStore {
         });
         let rollup_collected = rollup_collected?;
         let mut account_rows_collected = false;
-        if let (Some(a), Some((rows, from))) = (accounts.as_ref(), account_rows?) {
+        if let (Some(a), Some((Some(rows), from))) = (accounts.as_ref(), account_rows?) {
             let started = Instant::now();
             account_rows_collected = on_all_cores(&self.conn, || {
                 crate::account_rows::create_collected(&self.conn, model, newest, from, &|base| {
