@@ -511,8 +511,8 @@ fn register(
 
 /// Creates the model's account rows, covering the events through `newest`, from rows an import
 /// collected and folded at `from` ([`kept_from`]): `fill` inserts them into the base (named),
-/// sorted as the base is, on connections of its own. Three steps: the empty tables (committed, so other
-/// connections see them), `fill`, then the `_ids` table and the registry row in one
+/// sorted as the base is, on connections of its own. Three steps: the empty tables (committed,
+/// so other connections see them), `fill`, then the `_ids` table and the registry row in one
 /// transaction. Until that registry row exists nothing reads the tables, and a failure on the
 /// way leaves them to `current`, which creates them anew from the events. Returns false, doing
 /// nothing, when the model's account rows exist already.
