@@ -267,8 +267,8 @@ impl DuckDbStore {
             return Ok(());
         }
         let started = Instant::now();
-        let facts = facts_after(&self.conn, through)?;
-        self.identity_transaction(&facts, newest)?;
+        let mut facts = facts_after(&self.conn, through)?;
+        self.identity_transaction(&mut facts, newest)?;
         tracing::info!(
             events = newest - through,
             ms = started.elapsed().as_millis() as u64,
@@ -280,7 +280,7 @@ impl DuckDbStore {
     /// Writes `facts` and moves the watermark to `through`, in one transaction.
     fn identity_transaction(
         &mut self,
-        facts: &IdentityBatch,
+        facts: &mut IdentityBatch,
         through: i64,
     ) -> Result<(), StoreError> {
         let started = Instant::now();
@@ -340,7 +340,7 @@ impl DuckDbStore {
                     facts.add(&p.event);
                 }
                 let through = self.next_seq + events.len() as i64 - 1;
-                let written = write_identity(&self.conn, &mut self.cache, &facts)
+                let written = write_identity(&self.conn, &mut self.cache, &mut facts)
                     .and_then(|()| set_applied_through(&self.conn, through));
                 if let Err(err) = written {
                     self.pending = facts;
@@ -758,8 +758,8 @@ impl Store for DuckDbStore {
         if self.pending_since.is_none() {
             return Ok(());
         }
-        let facts = std::mem::take(&mut self.pending);
-        if let Err(err) = self.identity_transaction(&facts, self.pending_through) {
+        let mut facts = std::mem::take(&mut self.pending);
+        if let Err(err) = self.identity_transaction(&mut facts, self.pending_through) {
             self.pending = facts;
             return Err(err);
         }

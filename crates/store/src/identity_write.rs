@@ -84,8 +84,9 @@ pub(crate) fn facts_after(conn: &Connection, seq: i64) -> Result<IdentityBatch, 
 pub(crate) fn write_identity(
     conn: &Connection,
     cache: &mut WriteCache,
-    batch: &IdentityBatch,
+    batch: &mut IdentityBatch,
 ) -> Result<(), StoreError> {
+    batch.settle();
     let mut users = Vec::new();
     for (id, u) in &batch.users {
         let (Some(first), Some(last)) = (u.first_seen, u.last_seen) else {
