@@ -347,8 +347,8 @@ mod tests {
             .iter()
             .map(|r| {
                 let id = |n: u32| c.name(n).unwrap_or("NULL").to_string();
-                let d = c.detail(&out, r);
-                let (marks, traits) = match d.values {
+                let (d, values) = c.detail(&out, r);
+                let (marks, traits) = match values {
                     Some(v) => {
                         let (m, t) = c.row_values(v);
                         (
@@ -388,7 +388,7 @@ mod tests {
             .map(Result::unwrap)
             .collect();
         assert!(
-            rows.iter().any(|r| c.detail(&out, r).values.is_none()),
+            rows.iter().any(|r| c.detail(&out, r).1.is_none()),
             "some rows are folded"
         );
         assert!(rows.iter().any(|r| r.groupless), "some rows are group-less");
@@ -399,15 +399,15 @@ mod tests {
     }
 }
 
-/// One event kept by the collector (ids interned; 0 is NULL).
+/// One event kept by the collector, or a folded row (no event name) (ids interned; 0 is NULL).
 #[derive(Clone, Copy)]
-struct Row {
-    seq: i64,
-    ts: i64,
-    event: u32,
-    user: u32,
-    anon: u32,
-    group: u32,
+pub(crate) struct Row {
+    pub seq: i64,
+    pub ts: i64,
+    pub event: u32,
+    pub user: u32,
+    pub anon: u32,
+    pub group: u32,
 }
 
 /// A row of the account rows table as the collector writes it: its sort key, and where the
@@ -425,32 +425,11 @@ pub(crate) struct OutRow {
 /// Set in [`OutRow::at`] for a folded row.
 const FOLDED: u32 = 1 << 31;
 
-/// The rows to write, sorted, and the folded rows they point to.
+/// The rows to write, sorted, and the folded rows they point to (each standing for older
+/// grouped events of one set of ids: their last number and time, no event name).
 pub(crate) struct OutRows {
     pub rows: Vec<OutRow>,
-    pub folded: Vec<Folded>,
-}
-
-/// A row that stands for older grouped events of one set of ids (their last time; the last
-/// number is the [`OutRow`]'s).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Folded {
-    ts: i64,
-    user: u32,
-    anon: u32,
-    group: u32,
-}
-
-/// An [`OutRow`]'s other columns.
-pub(crate) struct OutDetail {
-    pub ts: i64,
-    /// Interned ids (0: NULL).
-    pub event: u32,
-    pub user: u32,
-    pub anon: u32,
-    pub group: u32,
-    /// Index of the row's values among the collected rows (None: folded, no values).
-    pub values: Option<usize>,
+    pub folded: Vec<Row>,
 }
 
 /// The account rows of the events appended since collection began.
@@ -644,8 +623,10 @@ impl AccountCollector {
                 seq,
                 at: FOLDED | at,
             });
-            folded.push(Folded {
+            folded.push(Row {
+                seq,
                 ts,
+                event: 0,
                 user,
                 anon,
                 group,
@@ -655,28 +636,13 @@ impl AccountCollector {
         Some(OutRows { rows: out, folded })
     }
 
-    /// Row `r`'s other columns (`r` one of `out`'s rows).
-    pub(crate) fn detail(&self, out: &OutRows, r: &OutRow) -> OutDetail {
+    /// Row `r`'s columns (`r` one of `out`'s rows), and the index of its values among the
+    /// collected rows (None: folded, no values).
+    pub(crate) fn detail(&self, out: &OutRows, r: &OutRow) -> (Row, Option<usize>) {
         if r.at & FOLDED != 0 {
-            let f = out.folded[(r.at & !FOLDED) as usize];
-            return OutDetail {
-                ts: f.ts,
-                event: 0,
-                user: f.user,
-                anon: f.anon,
-                group: f.group,
-                values: None,
-            };
+            return (out.folded[(r.at & !FOLDED) as usize], None);
         }
         let i = r.at as usize;
-        let row = self.rows.one(i);
-        OutDetail {
-            ts: row.ts,
-            event: row.event,
-            user: row.user,
-            anon: row.anon,
-            group: row.group,
-            values: Some(i),
-        }
+        (self.rows.one(i), Some(i))
     }
 }

@@ -9,7 +9,7 @@ use duckdb::core::{DataChunkHandle, LogicalTypeHandle, LogicalTypeId};
 use duckdb::vtab::{BindInfo, InitInfo, TableFunctionInfo, VTab};
 use duckdb::{ffi, Connection};
 
-use crate::account_collect::{AccountCollector, OutDetail, OutRow, OutRows};
+use crate::account_collect::{AccountCollector, OutRow, OutRows, Row};
 use crate::event_rows::{fill_nullable, string_t, TooLong, EMPTY};
 use crate::lend::{token_parameter, Bound, Progress, Shelf};
 use crate::sql::quote_ident;
@@ -123,7 +123,9 @@ fn fill(
     rows: &[OutRow],
 ) -> Result<(), TooLong> {
     let n = rows.len();
-    let details: Vec<_> = rows.iter().map(|r| c.detail(all, r)).collect();
+    // Each row's columns, and the index of its values (None: folded).
+    let (details, values): (Vec<Row>, Vec<Option<usize>>) =
+        rows.iter().map(|r| c.detail(all, r)).unzip();
     let raw = |col: usize| {
         // SAFETY: `col` is one of the chunk's columns.
         unsafe { ffi::duckdb_data_chunk_get_vector(out.get_ptr(), col as u64) }
@@ -159,7 +161,7 @@ fn fill(
     {
         *slot = d.ts;
     }
-    let ids: [fn(&OutDetail) -> u32; 4] = [|d| d.event, |d| d.user, |d| d.anon, |d| d.group];
+    let ids: [fn(&Row) -> u32; 4] = [|d| d.event, |d| d.user, |d| d.anon, |d| d.group];
     for (j, id) in ids.into_iter().enumerate() {
         let col = 4 + j;
         let mut v = out.flat_vector(col);
@@ -175,11 +177,11 @@ fn fill(
     let (marks, traits) = c.widths();
     for m in 0..marks {
         let mut v = out.flat_vector(8 + m);
-        for (slot, d) in unsafe { v.as_mut_slice_with_len::<i64>(n) }
+        for (slot, x) in unsafe { v.as_mut_slice_with_len::<i64>(n) }
             .iter_mut()
-            .zip(&details)
+            .zip(&values)
         {
-            *slot = d.values.map_or(0, |x| c.row_values(x).0[m]);
+            *slot = x.map_or(0, |x| c.row_values(x).0[m]);
         }
     }
     for t in 0..traits {
@@ -188,8 +190,7 @@ fn fill(
         let vector = raw(col);
         unsafe {
             fill_nullable(&mut v, vector, n, EMPTY, |i| {
-                details[i]
-                    .values
+                values[i]
                     .and_then(|x| c.name(c.row_values(x).1[t]))
                     .map(|s| string_t(s).ok_or(TooLong(s.len())))
                     .transpose()

@@ -718,9 +718,10 @@ impl Store for DuckDbStore {
             None => None,
         };
         let (rollup_collected, account_rows) = std::thread::scope(|scope| {
-            let ordered = accounts.as_ref().zip(from).map(|(a, from)| {
-                scope.spawn(move || (a.rows(from.and_utc().timestamp_micros()), from))
-            });
+            let ordered = accounts
+                .as_ref()
+                .zip(from)
+                .map(|(a, from)| scope.spawn(move || a.rows(from.and_utc().timestamp_micros())));
             let rollup_collected = match rollup {
                 Some(collected) => collected.write(&self.conn, newest),
                 None => Ok(false),
@@ -730,7 +731,7 @@ impl Store for DuckDbStore {
         });
         let rollup_collected = rollup_collected?;
         let mut account_rows_collected = false;
-        if let (Some(a), Some((Some(rows), from))) = (accounts.as_ref(), account_rows?) {
+        if let (Some(a), Some(from), Some(Some(rows))) = (accounts.as_ref(), from, account_rows?) {
             let started = Instant::now();
             account_rows_collected = on_all_cores(&self.conn, || {
                 crate::account_rows::create_collected(&self.conn, model, newest, from, &|base| {
