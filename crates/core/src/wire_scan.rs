@@ -87,8 +87,9 @@ const BLOCK: usize = 16;
 const BLOCK: usize = 8;
 
 /// The index of the first quote, backslash or control character (below 0x20) in `block`
-/// (`BLOCK` bytes): one SSE2 comparison of all 16 bytes per kind (every x86-64 has SSE2),
-/// about a quarter of the instructions of the word-at-a-time search below.
+/// (`BLOCK` bytes): one SSE2 comparison of all 16 bytes per kind (every x86-64 has SSE2).
+/// Against the word-at-a-time search below, reading strings took 442M → 353M instructions
+/// over the first 200k simulated events (callgrind).
 #[cfg(target_arch = "x86_64")]
 fn special_in(block: &[u8]) -> Option<usize> {
     use std::arch::x86_64::{
@@ -271,26 +272,23 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A plain integer as serde_json reads it: u64 when not negative, i64 when negative
-    /// (and not `-0`, which serde_json reads as a float); the next byte must end the number.
+    /// A JSON number that is a plain integer, as serde_json reads it: u64 when not negative,
+    /// i64 when negative (and not `-0`, which serde_json reads as a float). Fractions,
+    /// exponents and more than 18 digits are declined.
     fn integer(&mut self) -> Option<Number> {
-        let negative = self.peek() == Some(b'-');
-        let start = self.i + usize::from(negative);
-        let mut end = start;
-        while let Some(b'0'..=b'9') = self.b.get(end) {
-            end += 1;
-        }
-        let digits = self.b.get(start..end)?;
-        if digits.is_empty() || digits.len() > 18 || (digits[0] == b'0' && digits.len() > 1) {
-            return None;
-        }
-        if let Some(b'.' | b'e' | b'E') = self.b.get(end) {
+        let start = self.i;
+        self.number()?;
+        let text = self.b.get(start..self.i)?;
+        let (negative, digits) = match text.split_first()? {
+            (b'-', rest) => (true, rest),
+            _ => (false, text),
+        };
+        if digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
             return None;
         }
         let value = digits
             .iter()
             .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
-        self.i = end;
         if !negative {
             return Some(Number::from(value));
         }
