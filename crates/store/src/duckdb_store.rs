@@ -468,12 +468,14 @@ fn collect(mut collector: Collectors, batches: &[Vec<Keyed>], first_seqs: &[i64]
 
 /// Claims the keys of `events` in `keys`: the events not stored yet, with their index.
 fn claim<'a>(keys: &mut StoredKeys, events: &[&'a PreparedEvent]) -> Vec<Keyed<'a>> {
-    events
-        .iter()
-        .copied()
-        .enumerate()
-        .filter(|(_, p)| keys.claim(p.key))
-        .collect()
+    let wanted: Vec<i128> = events.iter().map(|p| p.key).collect();
+    let mut unique = Vec::with_capacity(events.len());
+    keys.claim_all(&wanted, |i, free| {
+        if free {
+            unique.push((i, events[i]));
+        }
+    });
+    unique
 }
 
 /// [`begin_append`] and its commit, or nothing (rolled back).

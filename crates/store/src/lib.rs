@@ -29,6 +29,7 @@ mod identity_batch;
 mod identity_write;
 mod interner;
 pub mod journal;
+mod key_table;
 mod lend;
 mod prepared;
 mod rollup;

@@ -8,8 +8,8 @@
 //! operation an event also finds the duplicates within the batch) and releases them if the
 //! transaction fails, so a rolled-back append leaves nothing behind.
 //!
-//! Cost: 16 bytes a key in a table at most 7/8 full whose size is a power of two, plus one
-//! control byte a slot: 17–39 bytes an event, ~285 MB at 10M events and ~2.3 GB at 100M.
+//! Cost: 16 bytes a key in a table at most 3/4 full whose size is a power of two
+//! ([`KeyTable`]): 21–43 bytes an event, ~268 MB at 10M events and ~2.1 GB at 100M.
 //! The set is read from the key column at the first append after the store opens, so commands
 //! that only read never pay for it; the server reads it before it serves (~1 s at 10M events,
 //! measured in BENCHMARKS.md).
@@ -19,26 +19,23 @@
 //! aHash with per-process random keys instead of std's SipHash: reading 10M keys took 1.1 s
 //! against 3.1 s (the `stored event keys read` log line, BENCHMARKS.md).
 
-use std::collections::HashSet;
-
-use ahash::RandomState;
-
 use duckdb::arrow::array::{Array, AsArray};
 use duckdb::arrow::datatypes::{DataType, Decimal128Type};
 use duckdb::Connection;
 
+use crate::key_table::KeyTable;
 use crate::StoreError;
 
 /// The keys of the stored events.
 #[derive(Debug, Default)]
-pub struct StoredKeys(HashSet<i128, RandomState>);
+pub struct StoredKeys(KeyTable);
 
 impl StoredKeys {
     /// Every key in `events`.
     pub(crate) fn load(conn: &Connection) -> Result<Self, StoreError> {
         let n: i64 = conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
-        let mut keys =
-            HashSet::with_capacity_and_hasher(usize::try_from(n).unwrap_or(0), RandomState::new());
+        let mut keys = KeyTable::default();
+        keys.reserve(usize::try_from(n).unwrap_or(0));
         let mut stmt = conn.prepare("SELECT msg_key FROM events")?;
         for batch in stmt.stream_arrow([])? {
             let batch = batch?;
@@ -48,7 +45,7 @@ impl StoredKeys {
                 // keys (even those beyond the decimal's 38 digits).
                 DataType::Decimal128(_, _) => {
                     let values = col.as_primitive::<Decimal128Type>();
-                    keys.extend(values.values().iter().copied());
+                    keys.insert_all(values.values(), |_, _| {});
                 }
                 other => {
                     return Err(StoreError::UnexpectedColumn {
@@ -67,9 +64,17 @@ impl StoredKeys {
         self.0.insert(key)
     }
 
+    /// Claims every key of `keys` in order (as [`StoredKeys::claim`] one by one would),
+    /// calling `claimed(i, true)` for a key that was free and `claimed(i, false)` for one
+    /// stored or claimed before (earlier in `keys` included). Faster than one by one: the
+    /// table's slots for later keys are fetched while earlier ones are claimed.
+    pub fn claim_all(&mut self, keys: &[i128], claimed: impl FnMut(usize, bool)) {
+        self.0.insert_all(keys, claimed);
+    }
+
     /// Gives back the claim on `key` (its append was rolled back).
     pub fn release(&mut self, key: i128) {
-        self.0.remove(&key);
+        self.0.remove(key);
     }
 
     /// Makes room for `additional` more keys at once, instead of growing the table by
