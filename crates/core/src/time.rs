@@ -66,26 +66,38 @@ fn parse_utc_fast(s: &str) -> Option<DateTime<Utc>> {
     if b.len() < 20 || b[b.len() - 1] != b'Z' {
         return None;
     }
-    let digits = |from: usize, n: usize| -> Option<u32> {
-        let mut v = 0u32;
-        for &c in b.get(from..from + n)? {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            v = v * 10 + u32::from(c - b'0');
-        }
-        Some(v)
-    };
-    let at = |i: usize, c: u8| b.get(i) == Some(&c);
-    if !(at(4, b'-') && at(7, b'-') && at(10, b'T') && at(13, b':') && at(16, b':')) {
+    // The fixed part, `YYYY-MM-DDTHH:MM:SS`, checked against its pattern in one pass over a
+    // fixed-size array (no bounds checks; reading it digit by digit through a closure was
+    // ~345 of the ~560 instructions a timestamp took, callgrind, 200k events).
+    const PATTERN: &[u8; 19] = b"0000-00-00T00:00:00";
+    let head: &[u8; 19] = b.get(..19)?.try_into().ok()?;
+    let mut misfits = 0u8;
+    for i in 0..19 {
+        let (c, p) = (head[i], PATTERN[i]);
+        misfits |= u8::from(if p == b'0' {
+            c.wrapping_sub(b'0') > 9
+        } else {
+            c != p
+        });
+    }
+    if misfits != 0 {
         return None;
     }
-    let (year, month, day) = (digits(0, 4)?, digits(5, 2)?, digits(8, 2)?);
-    let (hour, minute, second) = (digits(11, 2)?, digits(14, 2)?, digits(17, 2)?);
+    let two = |i: usize| u32::from(head[i] - b'0') * 10 + u32::from(head[i + 1] - b'0');
+    let year = two(0) * 100 + two(2);
+    let (month, day) = (two(5), two(8));
+    let (hour, minute, second) = (two(11), two(14), two(17));
     let nanos = match &b[19..b.len() - 1] {
         [] => 0,
         [b'.', fraction @ ..] if (1..=9).contains(&fraction.len()) => {
-            digits(20, fraction.len())? * 10u32.pow(9 - fraction.len() as u32)
+            let mut v = 0u32;
+            for &c in fraction {
+                if !c.is_ascii_digit() {
+                    return None;
+                }
+                v = v * 10 + u32::from(c - b'0');
+            }
+            v * 10u32.pow(9 - fraction.len() as u32)
         }
         _ => return None,
     };
@@ -151,6 +163,10 @@ mod tests {
             "2026-03-04T23:59:60Z",
             "2026-03-04 05:06:07Z",
             "+2026-03-04T05:06:07Z",
+            "2026-0x-04T05:06:07Z",
+            "2026/03/04T05:06:07Z",
+            "2026-03-04T05:06:07.12a4Z",
+            "2026-03-04T05-06-07Z",
         ] {
             assert_eq!(fast(other), None, "{other}");
         }
