@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -16,6 +16,8 @@ use upmarket_core::{Event, EventError, IngestSource};
 use upmarket_server::Config;
 use upmarket_store::tabular::{for_each_row, TabularFormat};
 use upmarket_store::{AppendStatus, PreparedEvent, Store, StoreError};
+
+use crate::lines::{Line, Lines};
 
 /// How long identity facts of imported events may wait to be written together (as the
 /// server's writer does with `ingest.identity_flush_ms`): one identity transaction per couple
@@ -217,6 +219,16 @@ impl Importer {
             export_object(obj, raw, &self.ctx, &self.group_type)
         };
         self.row(file, line, result)
+    }
+
+    /// A line skipped unread for its length.
+    fn too_long(&mut self, file: &Path, line: u64, size: u64) {
+        self.summary.rows += 1;
+        let err = EventError::TooLarge {
+            size: usize::try_from(size).unwrap_or(usize::MAX),
+            limit: self.ctx.max_event_bytes,
+        };
+        self.summary.reject(file, line, &err);
     }
 
     fn row(
@@ -486,31 +498,31 @@ fn import_ndjson(importer: &mut Importer, path: &Path, bar: &ProgressBar) -> any
         .unwrap_or(false);
     let file = File::open(path)?;
     let counted = bar.wrap_read(file);
-    let reader: Box<dyn BufRead> = if gz {
-        Box::new(BufReader::with_capacity(
-            1 << 20,
-            flate2::read::MultiGzDecoder::new(counted),
-        ))
+    let reader: Box<dyn Read> = if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(counted))
     } else {
-        Box::new(BufReader::with_capacity(1 << 20, counted))
+        Box::new(counted)
     };
-    let mut reader = reader;
-    let mut buf = Vec::with_capacity(4096);
-    let mut line = 0u64;
-    loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
+    // Lines far past the event limit are not held in memory: they are rejected by size.
+    let max_line = importer
+        .ctx
+        .max_event_bytes
+        .saturating_mul(2)
+        .saturating_add(64 << 10);
+    let mut lines = Lines::new(reader, max_line);
+    while let Some((line, text)) = lines
+        .next_line()
+        .with_context(|| format!("reading {}", path.display()))?
+    {
+        match text {
+            Line::Text(raw) => {
+                let text = trim_ascii(raw);
+                if !text.is_empty() {
+                    importer.line(path, line, text)?;
+                }
+            }
+            Line::TooLong(size) => importer.too_long(path, line, size),
         }
-        line += 1;
-        let text = trim_ascii(&buf);
-        if text.is_empty() {
-            continue;
-        }
-        importer.line(path, line, text)?;
     }
     Ok(())
 }

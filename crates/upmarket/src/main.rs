@@ -11,6 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod demo;
 mod import;
+mod lines;
 mod scoring_cli;
 
 use std::collections::HashMap;
