@@ -48,8 +48,9 @@ pub fn parse_event(
     ctx: &ParseContext,
 ) -> Result<Event, EventError> {
     check_size(raw, ctx)?;
-    let wire = read_wire(raw)?;
-    event_from_wire(wire, raw.as_bytes(), forced_kind, defaults, ctx)
+    let mut wire = WireEvent::default();
+    read_wire(raw, &mut wire)?;
+    event_from_wire(&wire, raw.as_bytes(), forced_kind, defaults, ctx)
 }
 
 /// One line of an NDJSON export: a Segment event, or a PostHog-export event (a `distinct_id`
@@ -61,7 +62,8 @@ pub fn parse_export_line(
     posthog_group_type: &str,
 ) -> Result<Event, EventError> {
     check_size(raw, ctx)?;
-    let wire = read_wire(raw)?;
+    let mut wire = WireEvent::default();
+    read_wire(raw, &mut wire)?;
     if wire.kind.is_none() && wire.distinct_id.is_some() {
         let obj: Map<String, Value> =
             serde_json::from_str(raw).map_err(|e| EventError::InvalidJson(e.to_string()))?;
@@ -73,7 +75,7 @@ pub fn parse_export_line(
             ctx,
         );
     }
-    event_from_wire(wire, raw.as_bytes(), None, &BatchDefaults::default(), ctx)
+    event_from_wire(&wire, raw.as_bytes(), None, &BatchDefaults::default(), ctx)
 }
 
 /// [`parse_export_line`] for a row already read as an object (CSV and Parquet).
@@ -101,7 +103,9 @@ pub fn event_from_object(
     ctx: &ParseContext,
 ) -> Result<Event, EventError> {
     let text = serde_json::to_string(&obj).map_err(|e| EventError::InvalidJson(e.to_string()))?;
-    event_from_wire(read_wire(&text)?, raw, forced_kind, defaults, ctx)
+    let mut wire = WireEvent::default();
+    read_wire(&text, &mut wire)?;
+    event_from_wire(&wire, raw, forced_kind, defaults, ctx)
 }
 
 fn check_size(raw: &str, ctx: &ParseContext) -> Result<(), EventError> {
@@ -114,13 +118,19 @@ fn check_size(raw: &str, ctx: &ParseContext) -> Result<(), EventError> {
     Ok(())
 }
 
-/// Reads the fields of one event; anything but a JSON object is refused.
-fn read_wire(raw: &str) -> Result<WireEvent<'_>, EventError> {
-    if let Some(wire) = crate::wire_scan::event(raw) {
-        return Ok(wire);
+/// Reads the fields of one event into `wire` (fresh: all None); anything but a JSON object is
+/// refused. Filled in place, not returned: the fields are ~500 bytes, and moving them from
+/// the reader to the checks cost two copies an event.
+fn read_wire<'a>(raw: &'a str, wire: &mut WireEvent<'a>) -> Result<(), EventError> {
+    if crate::wire_scan::event(raw, wire).is_some() {
+        return Ok(());
     }
     match raw.trim_start().as_bytes().first() {
-        Some(b'{') => serde_json::from_str(raw).map_err(|e| EventError::InvalidJson(e.to_string())),
+        Some(b'{') => {
+            *wire =
+                serde_json::from_str(raw).map_err(|e| EventError::InvalidJson(e.to_string()))?;
+            Ok(())
+        }
         _ => match serde_json::from_str::<Value>(raw) {
             Ok(other) => Err(EventError::NotAnObject(json_type(&other))),
             Err(e) => Err(EventError::InvalidJson(e.to_string())),
@@ -130,7 +140,7 @@ fn read_wire(raw: &str) -> Result<WireEvent<'_>, EventError> {
 
 /// The rules of a Segment event, in the order its problems are reported.
 fn event_from_wire(
-    w: WireEvent<'_>,
+    w: &WireEvent<'_>,
     raw: &[u8],
     forced_kind: Option<EventKind>,
     defaults: &BatchDefaults,
@@ -172,12 +182,16 @@ fn event_from_wire(
     let previous_id = id_field(&w.previous_id, "previousId")?;
     let mut group_id = id_field(&w.group_id, "groupId")?;
     // The view read with the event, unless the batch's context was merged in.
-    let context_view: ContextView = match w.context_view {
+    let worked_out: ContextView;
+    let context_view: &ContextView = match &w.context_view {
         Some(view) if batch_context.is_none() => view,
-        _ => context
-            .text()
-            .map(crate::wire::context_view)
-            .unwrap_or_default(),
+        _ => {
+            worked_out = context
+                .text()
+                .map(crate::wire::context_view)
+                .unwrap_or_default();
+            &worked_out
+        }
     };
     if group_id.is_none() && kind != EventKind::Group {
         group_id = match &context_view.group_id {

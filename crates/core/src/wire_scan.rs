@@ -25,11 +25,11 @@ use crate::wire::{ContextView, Raw, Scalar, WireEvent};
 /// Deepest nesting of arrays and objects skipped here; deeper text goes to serde_json.
 const MAX_DEPTH: usize = 64;
 
-/// A Segment event's fields, or None when serde_json should read the text.
-pub(crate) fn event(text: &str) -> Option<WireEvent<'_>> {
+/// A Segment event's fields, read into `w` (fresh: all None), or None when serde_json should
+/// read the text (`w` then holds whatever was read before the scan declined).
+pub(crate) fn event<'a>(text: &'a str, w: &mut WireEvent<'a>) -> Option<()> {
     let mut s = Scanner::new(text);
     s.ws();
-    let mut w = WireEvent::default();
     s.object(|s, key| {
         match key {
             "type" => w.kind = Some(s.scalar()?),
@@ -67,8 +67,7 @@ pub(crate) fn event(text: &str) -> Option<WireEvent<'_>> {
         }
         Some(())
     })?;
-    s.end()?;
-    Some(w)
+    s.end()
 }
 
 /// A `context` object's `groupId` and `traits`, or None when serde_json should read the text.
@@ -236,27 +235,28 @@ impl<'a> Scanner<'a> {
     fn string(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
-        while let Some(block) = self.b.get(self.i..self.i + BLOCK) {
-            match special_in(block) {
-                Some(at) => {
-                    self.i += at;
-                    break;
+        let end = loop {
+            match self.b.get(self.i..self.i + BLOCK) {
+                Some(block) => match special_in(block) {
+                    Some(at) => break self.i + at,
+                    None => self.i += BLOCK,
+                },
+                None => {
+                    let rest = self.b.get(self.i..)?;
+                    let at = rest
+                        .iter()
+                        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+                    break self.i + at;
                 }
-                None => self.i += BLOCK,
             }
+        };
+        if self.b.get(end) != Some(&b'"') {
+            return None;
         }
-        loop {
-            match self.peek()? {
-                b'"' => {
-                    let s = self.text.get(start..self.i)?;
-                    self.i += 1;
-                    return Some(s);
-                }
-                b'\\' => return None,
-                c if c < 0x20 => return None,
-                _ => self.i += 1,
-            }
-        }
+        self.i = end + 1;
+        // SAFETY: `start` is just after a quote and `end` at one; the text is a `str` and a
+        // quote is ASCII, so both are character boundaries within it.
+        Some(unsafe { self.text.get_unchecked(start..end) })
     }
 
     /// A field's value as [`Scalar`]; declines arrays, objects, escaped strings and numbers
@@ -384,6 +384,13 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// [`event`] into fresh fields.
+    fn scan(text: &str) -> Option<WireEvent<'_>> {
+        let mut w = WireEvent::default();
+        event(text, &mut w)?;
+        Some(w)
+    }
+
     /// What serde_json reads of `text`, for comparison.
     fn by_serde(text: &str) -> Option<WireEvent<'_>> {
         serde_json::from_str(text).ok()
@@ -392,7 +399,7 @@ mod tests {
     /// The fast path's view of a text serde_json reads too, with the context's view as
     /// serde_json reads it from the context's text.
     fn agrees(text: &str) -> Result<bool, TestCaseError> {
-        let Some(fast) = event(text) else {
+        let Some(fast) = scan(text) else {
             return Ok(false);
         };
         let Some(mut slow) = by_serde(text) else {
@@ -412,7 +419,7 @@ mod tests {
     fn reads_a_typical_event_as_serde_json_does() {
         let text = r#" {"type":"track","event":"Report Created","userId":"u1","messageId":"m-1","timestamp":"2026-01-02T03:04:05.678Z","properties":{"rows":[1,2.5e3,-0.5,true,null],"n":{"a":{}}},"context":{"groupId":"ws1","library":{"name":"x"},"traits":{"email":"a@b.c"}},"unknown":[{"x":[]}],"sentAt":null} "#;
         assert_eq!(agrees(text).unwrap(), true);
-        let w = event(text).unwrap();
+        let w = scan(text).unwrap();
         let view = w.context_view.unwrap();
         assert_eq!(view.group_id, Some(Scalar::String("ws1".into())));
         assert_eq!(view.traits.map(Raw::get), Some(r#"{"email":"a@b.c"}"#));
@@ -426,7 +433,7 @@ mod tests {
         }
         // Left to serde_json: -0 (a float there), fractions, exponents, big integers.
         for id in ["-0", "1.5", "1e3", "1234567890123456789", "01"] {
-            assert!(event(&format!(r#"{{"userId":{id}}}"#)).is_none(), "{id}");
+            assert!(scan(&format!(r#"{{"userId":{id}}}"#)).is_none(), "{id}");
         }
     }
 
@@ -447,10 +454,10 @@ mod tests {
             "\u{a0}{}",                         // whitespace JSON does not know
             r#"["not an object"]"#,
         ] {
-            assert!(event(text).is_none(), "{text}");
+            assert!(scan(text).is_none(), "{text}");
         }
         let deep = format!(r#"{{"properties":{}{}}}"#, "[".repeat(80), "]".repeat(80));
-        assert!(event(&deep).is_none());
+        assert!(scan(&deep).is_none());
         assert!(by_serde(&deep).is_some());
     }
 
