@@ -450,7 +450,11 @@ pub(crate) struct AccountCollector {
     /// Grouped events folded as they came (older than [`AccountCollector::early_boundary`]):
     /// per (group, user, anonymous id), the last number and time.
     folds: HashMap<(u32, u32, u32), (i64, i64), ahash::RandomState>,
-    previous_fold: Option<(u32, u32, u32)>,
+    /// The last event's interned (group, user, anonymous id) and event name: events come in
+    /// runs of one person's, so most find theirs here (a few comparisons instead of hash
+    /// lookups in a table of millions).
+    previous_ids: Option<(u32, u32, u32)>,
+    previous_name: u32,
     /// The model's longest look-back (microseconds) and the time collection began.
     lookback: i64,
     began: i64,
@@ -472,7 +476,8 @@ impl AccountCollector {
             ids: crate::interner::Interner::default(),
             latest: None,
             folds: HashMap::default(),
-            previous_fold: None,
+            previous_ids: None,
+            previous_name: 0,
             lookback: i64::from(crate::scoring::max_window(model)) * 86_400_000_000,
             began: chrono::Utc::now().timestamp_micros(),
         })
@@ -511,34 +516,26 @@ impl AccountCollector {
         };
         if e.group_id.is_some() && traits.iter().all(Option::is_none) && ts < self.early_boundary()
         {
-            // Runs of one person's events: the previous fold's key when the ids are the same.
-            let same = self.previous_fold.filter(|k| {
-                self.name(k.0) == e.group_id.as_deref()
-                    && self.name(k.1) == e.user_id.as_deref()
-                    && self.name(k.2) == e.anonymous_id.as_deref()
-            });
-            let key = match same {
-                Some(k) => k,
-                None => (
-                    self.ids.intern(e.group_id.as_deref()),
-                    self.ids.intern(e.user_id.as_deref()),
-                    self.ids.intern(e.anonymous_id.as_deref()),
-                ),
-            };
-            self.previous_fold = Some(key);
+            let key = self.ids_of(e);
             let f = self.folds.entry(key).or_insert((seq, ts));
             f.0 = f.0.max(seq);
             f.1 = f.1.max(ts);
             return Ok(());
         }
         self.values.marks_into(e, &mut self.scratch)?;
+        let (group, user, anon) = self.ids_of(e);
+        let event = match e.event.as_deref() {
+            name @ Some(_) if self.name(self.previous_name) == name => self.previous_name,
+            name => self.ids.intern(name),
+        };
+        self.previous_name = event;
         let row = Row {
             seq,
             ts,
-            event: self.ids.intern(e.event.as_deref()),
-            user: self.ids.intern(e.user_id.as_deref()),
-            anon: self.ids.intern(e.anonymous_id.as_deref()),
-            group: self.ids.intern(e.group_id.as_deref()),
+            event,
+            user,
+            anon,
+            group,
         };
         self.rows.push([row]);
         self.marks.push(self.scratch.iter().copied());
@@ -552,6 +549,25 @@ impl AccountCollector {
                 .push(traits.iter().map(|t| ids.intern(t.as_deref())));
         }
         Ok(())
+    }
+
+    /// `e`'s interned (group, user, anonymous id): the previous event's when they are the same.
+    fn ids_of(&mut self, e: &Event) -> (u32, u32, u32) {
+        let same = self.previous_ids.filter(|k| {
+            self.name(k.0) == e.group_id.as_deref()
+                && self.name(k.1) == e.user_id.as_deref()
+                && self.name(k.2) == e.anonymous_id.as_deref()
+        });
+        let ids = match same {
+            Some(k) => k,
+            None => (
+                self.ids.intern(e.group_id.as_deref()),
+                self.ids.intern(e.user_id.as_deref()),
+                self.ids.intern(e.anonymous_id.as_deref()),
+            ),
+        };
+        self.previous_ids = Some(ids);
+        ids
     }
 
     /// A time before the fold boundary the rows will be written with, whenever that is: the
