@@ -92,6 +92,51 @@ fn ndjson_and_csv_import_with_dedup_and_reasons() {
     assert_eq!((rollups, through), (1, 4));
 }
 
+/// Lines are read in chunks (`lines.rs`): a line with bytes that are not UTF-8, one far past
+/// the event limit (skipped unread) and one just past it are each rejected with their line
+/// number, and the lines around them, the last one without a line feed, are stored; gzipped
+/// the same.
+#[test]
+fn bad_bytes_and_giant_lines_are_rejected_by_line_and_the_rest_stored() {
+    let work = tempfile::tempdir().unwrap();
+    let event = |id: &str, pad: usize| {
+        format!(
+            r#"{{"type":"track","event":"Report Created","userId":"u1","messageId":"{id}","timestamp":"2026-01-02T00:00:00Z","properties":{{"pad":"{}"}}}}"#,
+            "x".repeat(pad)
+        )
+        .into_bytes()
+    };
+    let mut bytes = event("ok1", 1);
+    bytes.push(b'\n');
+    bytes.extend_from_slice(b"{\"type\":\"track\",\"event\":\"\xff\xfe\",\"userId\":\"u1\"}\n");
+    bytes.extend(event("giant", 300_000));
+    bytes.push(b'\n');
+    bytes.extend(event("big", 40_000));
+    bytes.push(b'\n');
+    bytes.extend(event("ok2", 1));
+    fs::write(work.path().join("events.ndjson"), &bytes).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &bytes).unwrap();
+    fs::write(work.path().join("again.ndjson.gz"), gz.finish().unwrap()).unwrap();
+
+    for (file, stored) in [("events.ndjson", 2), ("again.ndjson.gz", 0)] {
+        let s = import(work.path(), &[file]);
+        assert_eq!(s["rows"], 5, "{file}: {s}");
+        assert_eq!(s["stored"], stored, "{file}: {s}");
+        assert_eq!(s["duplicates"], 2 - stored, "{file}: {s}");
+        assert_eq!(s["rejected"], 3, "{file}: {s}");
+        assert_eq!(s["rejected_by_reason"]["invalid_json"], 1, "{file}: {s}");
+        assert_eq!(s["rejected_by_reason"]["event_too_large"], 2, "{file}: {s}");
+        let lines: Vec<u64> = s["examples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["line"].as_u64().unwrap())
+            .collect();
+        assert_eq!(lines, [2, 3, 4], "{file}: {s}");
+    }
+}
+
 #[test]
 fn a_missing_file_is_named() {
     let work = tempfile::tempdir().unwrap();
