@@ -521,18 +521,9 @@ impl Collector {
         for (r, &g) in groups.iter().enumerate() {
             rank[g as usize] = r as u32;
         }
-        let mut order: Vec<(u64, u32)> = self
-            .keys
-            .ones()
-            .enumerate()
-            .map(|(row, k)| {
-                // Days as unsigned (offset by 2^31, order kept), then the group's rank.
-                let day = (k.0 as i64 - i32::MIN as i64) as u64;
-                ((day << 32) | u64::from(rank[k.1 as usize]), row as u32)
-            })
-            .collect();
-        order.sort_unstable();
-        order.into_iter().map(|(_, row)| row).collect()
+        let days: Vec<i32> = self.keys.ones().map(|k| k.0).collect();
+        let ranks: Vec<u32> = self.keys.ones().map(|k| rank[k.1 as usize]).collect();
+        order_by_day_and_rank(&days, &ranks, groups.len())
     }
 
     /// Row `row`'s key.
@@ -568,9 +559,74 @@ impl Collector {
     }
 }
 
+/// Row indices (of `days` and `ranks`, one each a row; ranks below `groups`) ordered by day,
+/// then rank, then index. Two stable counting sorts, by rank and then by day, since days span
+/// a few hundred values and ranks the groups: the 2.2M rows of a 10M-event import took
+/// ~190 ms to order with `sort_unstable` on packed keys, on the path to writing the rollup.
+/// Days spread wider than the rows could count (DATE's range is millions of days) are
+/// ordered by comparison instead.
+fn order_by_day_and_rank(days: &[i32], ranks: &[u32], groups: usize) -> Vec<u32> {
+    let (Some(&first), Some(&last)) = (days.iter().min(), days.iter().max()) else {
+        return Vec::new();
+    };
+    let span = (i64::from(last) - i64::from(first) + 1) as usize;
+    if span > 4 * days.len() + (1 << 16) {
+        let mut order: Vec<u32> = (0..days.len() as u32).collect();
+        order.sort_unstable_by_key(|&r| (days[r as usize], ranks[r as usize], r));
+        return order;
+    }
+    let by_rank = counting_order(0..days.len() as u32, groups, |r| ranks[r as usize] as usize);
+    counting_order(by_rank.into_iter(), span, |r| {
+        (i64::from(days[r as usize]) - i64::from(first)) as usize
+    })
+}
+
+/// `rows` stably ordered by `bucket` (below `buckets`).
+fn counting_order(
+    rows: impl ExactSizeIterator<Item = u32> + Clone,
+    buckets: usize,
+    bucket: impl Fn(u32) -> usize,
+) -> Vec<u32> {
+    let mut next = vec![0u32; buckets + 1];
+    for r in rows.clone() {
+        next[bucket(r) + 1] += 1;
+    }
+    for b in 1..next.len() {
+        next[b] += next[b - 1];
+    }
+    let mut out = vec![0u32; rows.len()];
+    for r in rows {
+        let slot = &mut next[bucket(r)];
+        out[*slot as usize] = r;
+        *slot += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The counting sorts order rows as sorting by (day, rank, index) does, over narrow
+        /// and (falling back to comparison) extreme day spans.
+        #[test]
+        fn rows_are_ordered_by_day_rank_and_index(
+            rows in proptest::collection::vec((0i32..40, 0u32..7), 0..300),
+            wide in any::<bool>(),
+        ) {
+            let days: Vec<i32> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| if wide && i % 2 == 0 { r.0 * 50_000_000 - 1_000_000_000 } else { r.0 })
+                .collect();
+            let ranks: Vec<u32> = rows.iter().map(|r| r.1).collect();
+            let mut expected: Vec<u32> = (0..rows.len() as u32).collect();
+            expected.sort_by_key(|&r| (days[r as usize], ranks[r as usize], r));
+            prop_assert_eq!(order_by_day_and_rank(&days, &ranks, 7), expected);
+        }
+    }
 
     fn selector(events: &[&str], pages: &[&str]) -> Cond {
         Cond::Select(EventSelector {
