@@ -516,7 +516,7 @@ fn import_ndjson(importer: &mut Importer, path: &Path, bar: &ProgressBar) -> any
     {
         match text {
             Line::Text(raw) => {
-                let text = trim_ascii(raw);
+                let text = raw.trim_ascii();
                 if !text.is_empty() {
                     importer.line(path, line, text)?;
                 }
@@ -525,16 +525,4 @@ fn import_ndjson(importer: &mut Importer, path: &Path, bar: &ProgressBar) -> any
         }
     }
     Ok(())
-}
-
-fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(b.len());
-    let end = b
-        .iter()
-        .rposition(|c| !c.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    &b[start..end.max(start)]
 }

@@ -37,7 +37,7 @@ impl<R: Read> Lines<R> {
     pub fn new(reader: R, max_line: usize) -> Self {
         Lines {
             reader,
-            buf: vec![0; CHUNK.max(max_line.saturating_add(1).min(64 << 20))],
+            buf: vec![0; CHUNK],
             start: 0,
             end: 0,
             searched: 0,
