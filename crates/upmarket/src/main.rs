@@ -6,6 +6,13 @@
 /// import's CPU. With mimalloc that import took 19.6–20.2 s against 21.6–21.7 s (34–35 s of
 /// user CPU against 38), for ~320 MiB more peak memory; a 1M import and the HTTP server
 /// (alternating runs) ran as fast (BENCHMARKS.md).
+///
+/// Built without transparent huge pages (the `no_thp` feature: mimalloc would otherwise ask
+/// for them on its 1 GiB arenas). On a virtual machine that hands free memory back to its
+/// host, the first touch of a 2 MiB page the host has taken back is slow (1.5 GB touched in
+/// 4.7 s cold, 0.1–0.9 s warm; 4 KiB pages 0.8–1.0 s either way): the 10M-event import spent
+/// 3.5–4.9 s of CPU clearing huge pages, and ~0.2 s without them. Four alternating pairs of
+/// imports, each after 10 s idle: 17.4–19.3 s against 18.1–19.9 s (BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
