@@ -85,8 +85,9 @@ fn a_checkpoint_empties_the_log_it_was_asked_about() {
 }
 
 /// A store made before migration 8 (a primary key on `events`) keeps its events, their order
-/// and their deduplication when it is opened by this build, and its message ids are then
-/// compressed with zstd (migration 10).
+/// and their deduplication when it is opened by this build, its message ids are then
+/// compressed with zstd (migration 10), and its call types and sources become ENUMs with the
+/// same values (migration 11).
 #[test]
 fn a_store_with_keyed_events_is_migrated_without_loss() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,13 +105,22 @@ fn a_store_with_keyed_events_is_migrated_without_loss() {
         let mut insert = conn
             .prepare(
                 "INSERT INTO events (msg_key, seq, message_id, type, timestamp, received_at, source)
-                 VALUES (?, ?, ?, 'track', TIMESTAMP '2026-01-01', TIMESTAMP '2026-01-01', 'segment')",
+                 VALUES (?, ?, ?, ?, TIMESTAMP '2026-01-01', TIMESTAMP '2026-01-01', ?)",
             )
             .unwrap();
         for seq in 1..=300i64 {
             let e = t(&format!("m{seq}"));
+            let i = (seq % 3) as usize;
+            let kind = ["track", "page", "identify"][i];
+            let source = ["segment", "posthog", "import"][i];
             insert
-                .execute(duckdb::params![e.dedup_key(), seq, e.message_id])
+                .execute(duckdb::params![
+                    e.dedup_key(),
+                    seq,
+                    e.message_id,
+                    kind,
+                    source
+                ])
                 .unwrap();
         }
     }
@@ -142,6 +152,25 @@ fn a_store_with_keyed_events_is_migrated_without_loss() {
     assert!(
         ddl.contains("message_id VARCHAR USING COMPRESSION ZSTD NOT NULL"),
         "{ddl}"
+    );
+    assert!(ddl.contains(r#""type" ENUM('track', "#), "{ddl}");
+    assert!(ddl.contains(r#""source" ENUM('segment', "#), "{ddl}");
+    let values: Vec<(String, String, i64)> = conn
+        .prepare(
+            "SELECT type::VARCHAR, source::VARCHAR, count(*) FROM events GROUP BY ALL ORDER BY 1",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        values,
+        vec![
+            ("identify".into(), "import".into(), 100),
+            ("page".into(), "posthog".into(), 100),
+            ("track".into(), "segment".into(), 100),
+        ]
     );
     assert_eq!(
         store.append(&[t("m1"), t("new"), t("m300")]).unwrap(),
